@@ -1,0 +1,183 @@
+"""A registry of model constructors (timm-style) and adapters for users' own models.
+
+Every built-in constructor takes ``num_classes``, ``in_channels`` and ``width`` (a
+channel multiplier, so tests can use narrow versions); those whose layer sizes depend
+on the image size also take ``image_size``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from ..errors import ConfigError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered architecture."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    input_shape: tuple[int, ...]
+    family: str
+    description: str = ""
+    torchvision: str | None = None  # torchvision constructor with identical names/shapes
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, **kwargs: Any) -> nn.Module:
+        args = {**self.defaults, **kwargs}
+        accepted = inspect.signature(self.factory).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+            unknown = sorted(set(args) - set(accepted))
+            if unknown:
+                raise ConfigError(
+                    f"architecture {self.name!r} does not take argument(s) {', '.join(unknown)}; "
+                    f"it takes: {', '.join(k for k in accepted if k not in self.defaults)}"
+                )
+        try:
+            return self.factory(**args)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"cannot build {self.name!r} with {args}: {err}") from None
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    input_shape: tuple[int, ...],
+    family: str,
+    description: str = "",
+    torchvision: str | None = None,
+    **defaults: Any,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering ``factory`` under ``name`` (``defaults`` fix variant arguments)."""
+
+    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise RuntimeError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelSpec(name, factory, tuple(input_shape), family, description, torchvision, defaults)
+        return factory
+
+    return wrap
+
+
+def _ensure_builtins() -> None:
+    from . import zoo  # noqa: F401  (registers the built-in architectures)
+
+
+def list_models() -> list[ModelSpec]:
+    """All registered architectures, sorted by name."""
+    _ensure_builtins()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    _ensure_builtins()
+    if name not in _REGISTRY:
+        raise UnknownNameError("architecture", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
+def is_user_arch(arch: str) -> bool:
+    """True for ``path/to/file.py:Class`` or ``package.module:factory`` specs."""
+    return ":" in arch
+
+
+def _load_user_factory(arch: str) -> Callable[..., nn.Module]:
+    """Import a user's own architecture given on the command line (never from a model file)."""
+    target, _, attr = arch.rpartition(":")
+    if not target or not attr:
+        raise ConfigError(f"user architecture {arch!r} must look like path/to/file.py:ClassName or package.module:factory")
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target)
+        if not path.is_file():
+            raise ConfigError(f"user architecture file {target!r} does not exist")
+        mod_name = f"nnf_user_arch_{abs(hash(str(path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"cannot import {target!r} as a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:  # the user's own code failed to import
+            raise ConfigError(f"importing {target!r} failed: {type(err).__name__}: {err}") from None
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as err:
+            raise ConfigError(f"cannot import module {target!r}: {err}") from None
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        raise ConfigError(f"{target!r} has no class or function named {attr!r}")
+    return factory
+
+
+def build_model(arch: str, **kwargs: Any) -> nn.Module:
+    """Build a registered architecture or a user's ``file.py:Class`` / ``pkg.mod:factory``.
+
+    For user architectures, keyword arguments the constructor does not accept
+    (e.g. ``width``) are dropped rather than failing.
+    """
+    if not is_user_arch(arch):
+        return get_model_spec(arch).build(**kwargs)
+    factory = _load_user_factory(arch)
+    try:
+        params = inspect.signature(factory).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            kwargs = {k: v for k, v in kwargs.items() if k in params}
+    except (TypeError, ValueError):
+        pass
+    try:
+        model = factory(**kwargs)
+    except Exception as err:
+        raise ConfigError(f"building user architecture {arch!r} with {kwargs} failed: {type(err).__name__}: {err}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"user architecture {arch!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def accepts_argument(arch: str, name: str) -> bool:
+    """Whether the constructor of ``arch`` takes keyword ``name``."""
+    factory = get_model_spec(arch).factory if not is_user_arch(arch) else _load_user_factory(arch)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def parse_value(text: str) -> Any:
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, ``"[1,2]"`` -> [1, 2], else the string."""
+    lowered = text.strip().lower()
+    if lowered in {"true", "false"}:
+        return lowered == "true"
+    if lowered in {"none", "null"}:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_arch_args(items: Iterable[str] | None) -> dict[str, Any]:
+    """Parse repeated ``KEY=VALUE`` options."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = parse_value(value)
+    return out

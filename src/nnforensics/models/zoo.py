@@ -1,0 +1,3 @@
+"""Imports every module that registers built-in architectures."""
+
+from . import lenet  # noqa: F401

@@ -1,0 +1,1 @@
+"""Small shared helpers: devices, seeding, progress bars, atomic writes."""
