@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from .io.modelfile import load_model, save_model
+from .io.modelfile import LoadedModel, load_model, save_model
 from .training import Recipe, fit
 from .utils.progress import info
 
@@ -12,23 +13,30 @@ DEMO_RECIPE = Recipe(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weig
                      epochs=8, schedule="cosine", init_seed=0, data_seed=0, augment=False)
 
 
-def trained_demo_model(folder: Path, device: str = "auto", quiet: bool = False):
-    """LeNet trained on MNIST, cached as ``folder/lenet-mnist.safetensors``."""
+def trained_demo_model(folder: Path, device: str = "auto", quiet: bool = False) -> tuple[LoadedModel, Path]:
+    """LeNet trained on MNIST, cached as ``folder/lenet-mnist.safetensors``.
+
+    An interrupted demo resumes from its checkpoint on the next run.
+    """
     path = folder / "lenet-mnist.safetensors"
     if path.exists():
         info(f"reusing cached model {path}", quiet)
         return load_model(path), path
-    loaded = fit("lenet", "mnist", DEMO_RECIPE, device=device, checkpoint_path=Path(str(path) + ".ckpt"),
-                 resume=True, quiet=quiet)
+    ckpt = Path(str(path) + ".ckpt")
+    loaded = fit("lenet", "mnist", DEMO_RECIPE, device=device, checkpoint_path=ckpt, resume=True, quiet=quiet)
     save_model(loaded.model, path, loaded.meta)
-    Path(str(path) + ".ckpt").unlink(missing_ok=True)
+    ckpt.unlink(missing_ok=True)
     return loaded, path
 
 
-def run_demo(folder: str | Path = "nnf-demo", device: str = "auto", quiet: bool = False) -> dict:
+def run_demo(folder: str | Path = "nnf-demo", device: str = "auto", quiet: bool = False) -> dict[str, Any]:
+    """Train (or reuse) the demo model; returns ``{"model", "test_accuracy", "test_n"}``."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        from .errors import ConfigError
+
+        raise ConfigError(f"demo output {str(folder)!r} exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     loaded, path = trained_demo_model(folder, device, quiet)
-    acc = loaded.meta.metrics["test_accuracy"]
-    print(f"LeNet on MNIST: test accuracy {acc:.2f}% on {loaded.meta.metrics['test_n']} real test images ({path})")
-    return {"model": str(path), "test_accuracy": acc}
+    metrics = loaded.meta.metrics
+    return {"model": str(path), "test_accuracy": metrics["test_accuracy"], "test_n": metrics["test_n"]}

@@ -23,15 +23,23 @@ import torch.nn.functional as F
 
 from .data.loader import batches
 from .data.registry import ArrayDataset
-from .errors import ConfigError, DataError
+from .errors import ConfigError, CorruptFileError, DataError, ShapeMismatchError
 from .io.checkpoint import load_checkpoint, save_checkpoint
+from .io.modelfile import LoadedModel
 from .models.wrappers import Normalized
 from .utils.device import resolve_device
-from .utils.progress import progress
+from .utils.progress import info, progress
 from .utils.seeding import derive_seed, torch_generator
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("step", "cosine", "none")
+
+
+def check_batch_size(batch_size: object) -> int:
+    """``batch_size`` if it is an integer >= 1, else :class:`ConfigError`."""
+    if not (isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1):
+        raise ConfigError(f"batch size must be an integer >= 1, got {batch_size}")
+    return batch_size
 
 
 @dataclass
@@ -52,18 +60,28 @@ class Recipe:
     checkpoint_every: int = 1
 
     def validate(self) -> Recipe:
+        """Raise :class:`ConfigError` for any out-of-range setting; returns ``self``."""
+        def finite(v: object) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"learning rate must be positive, got {self.lr}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
-        if not self.epochs > 0:
-            raise ConfigError(f"epochs must be positive, got {self.epochs}")
-        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ConfigError("weight decay must be >= 0 and momentum in [0, 1)")
+        if not (finite(self.lr) and self.lr > 0):
+            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
+        check_batch_size(self.batch_size)
+        if not (finite(self.epochs) and self.epochs > 0):
+            raise ConfigError(f"epochs must be a positive number, got {self.epochs}")
+        if not (finite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if not (finite(self.momentum) and 0 <= self.momentum < 1):
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0):
+            raise ConfigError(f"checkpoint interval must be an integer >= 0 (0: never), got {self.checkpoint_every}")
+        for name in ("init_seed", "data_seed"):
+            if not isinstance(getattr(self, name), int):
+                raise ConfigError(f"{name.replace('_', ' ')} must be an integer, got {getattr(self, name)!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +135,57 @@ def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
 
 
+def _restore(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, recipe: Recipe,
+             n_train: int) -> tuple[int, int, list[dict[str, float]]]:
+    """Load a checkpoint of this very run into ``model``/``optimizer``/the RNG.
+
+    Returns:
+        ``(epochs done, optimiser steps done, history)``.
+    """
+    from .io.modelfile import describe_mismatch
+
+    state = load_checkpoint(ckpt)
+    if not _same_recipe(state["recipe"], recipe.to_dict()):
+        raise ConfigError(f"checkpoint {str(ckpt)!r} was written with another recipe; refusing to mix runs "
+                          f"(delete it or train without --resume)")
+    if state.get("n_train", n_train) != n_train:
+        raise ConfigError(f"checkpoint {str(ckpt)!r} was trained on {state['n_train']} images, this run has "
+                          f"{n_train} (another --limit or dataset?); delete it or train without --resume")
+    problem = describe_mismatch(model.state_dict(), state["model"], type(model).__name__)
+    if problem:
+        raise ConfigError(f"checkpoint {str(ckpt)!r} belongs to another model ({problem}); "
+                          f"delete it or train without --resume")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+    except (ValueError, RuntimeError, KeyError, TypeError) as err:
+        raise CorruptFileError(f"checkpoint {str(ckpt)!r} does not fit this run: {err}") from None
+    return int(state["epoch"]), int(state["step"]), list(state["history"])
+
+
+def _step(net: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+          lr: float, extra_loss: Callable[[nn.Module], torch.Tensor] | None, step: int) -> tuple[float, int]:
+    """One optimiser step on a batch ``x`` (B, C, H, W), ``y`` (B,).
+
+    Returns:
+        ``(loss, number of correct predictions)`` before the step.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    logits = net(x)
+    loss = F.cross_entropy(logits, y)
+    if extra_loss is not None:
+        loss = loss + extra_loss(model)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise ConfigError(f"training diverged at step {step + 1} (loss {value}); lower the learning rate (now {lr:g})")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return value, int((logits.argmax(1) == y).sum())
+
+
 def train(
     model: nn.Module,
     train_data: ArrayDataset,
@@ -133,18 +202,25 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place.
 
+    The process-wide RNG is left as it was (dropout draws from a forked stream seeded
+    by ``recipe.init_seed``; data order and augmentation from ``recipe.data_seed``).
+
     Args:
         model: the bare architecture (its parameters are updated in place).
-        train_data: training split.
+        train_data: training split, images (N, C, H, W) and labels (N,).
         recipe: optimiser, schedule, seeds, epochs (may be fractional, e.g. fine-tuning).
         val_data: evaluated after every epoch when given.
         normalization: ``{"mean", "std"}`` applied to inputs before the model.
         checkpoint_path: where checkpoints go (every ``recipe.checkpoint_every`` epochs).
-        resume: continue from ``checkpoint_path`` if it exists.
+        resume: continue from ``checkpoint_path`` if it exists; the result equals an
+            uninterrupted run bit for bit on the same CPU.
         extra_loss: ``f(model) -> scalar`` added to the loss (e.g. a watermark regulariser).
 
     Returns:
         :class:`TrainResult` with per-epoch history.
+
+    Raises:
+        ConfigError: bad recipe, a checkpoint of another run, or a diverging loss.
     """
     recipe.validate()
     if len(train_data) == 0:
@@ -158,61 +234,57 @@ def train(
     total_steps = max(1, round(recipe.epochs * per_epoch))
     n_epochs = math.ceil(total_steps / per_epoch)
     start_epoch, step, history = 0, 0, []
-    torch.manual_seed(derive_seed("dropout", recipe.init_seed))
-
     ckpt = Path(checkpoint_path) if checkpoint_path else None
-    if resume and ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt)
-        if not _same_recipe(state.get("recipe", {}), recipe.to_dict()):
-            raise ConfigError(f"checkpoint {str(ckpt)!r} was written with another recipe; refusing to mix runs "
-                              f"(delete it or train without --resume)")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
+    if resume and ckpt is None:
+        raise ConfigError("resume=True needs a checkpoint_path to resume from")
 
-    with progress(quiet=quiet) as bar:
-        task = bar.add_task(description, total=total_steps, status="")
-        bar.update(task, completed=step)
-        for epoch in range(start_epoch, n_epochs):
-            net.train()
-            gen = torch_generator("data", recipe.data_seed, epoch)
-            loss_sum, correct, seen = 0.0, 0, 0
-            for x, y in batches(train_data, recipe.batch_size, shuffle=True, generator=gen,
-                                augment=recipe.augment, device=dev):
-                if step >= total_steps:
-                    break
-                for group in optimizer.param_groups:
-                    group["lr"] = recipe.lr_at(step, total_steps)
-                logits = net(x)
-                loss = F.cross_entropy(logits, y)
-                if extra_loss is not None:
-                    loss = loss + extra_loss(model)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                loss_sum += float(loss.detach()) * len(y)
-                correct += int((logits.argmax(1) == y).sum())
-                seen += len(y)
-                bar.update(task, advance=1,
-                           status=f"epoch {epoch + 1}/{n_epochs} loss {loss_sum / seen:.4f} acc {100 * correct / seen:.2f}%")
-            record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_accuracy": 100 * correct / max(seen, 1)}
-            if val_data is not None:
-                record["val_accuracy"] = evaluate(model, val_data, normalization=normalization, device=dev)["accuracy"]
-                bar.update(task, status=f"epoch {epoch + 1}/{n_epochs} val acc {record['val_accuracy']:.2f}%")
-            history.append(record)
-            done = epoch + 1 == n_epochs
-            if ckpt is not None and not done and recipe.checkpoint_every > 0 and (epoch + 1) % recipe.checkpoint_every == 0:
-                save_checkpoint(ckpt, {
-                    "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "optimizer": optimizer.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "history": history,
-                    "recipe": recipe.to_dict(),
-                })
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed("dropout", recipe.init_seed))
+        if ckpt is not None and ckpt.exists():
+            if resume:
+                start_epoch, step, history = _restore(ckpt, model, optimizer, recipe, len(train_data))
+                info(f"resuming from {ckpt} (epoch {start_epoch}/{n_epochs})", quiet)
+            else:
+                info(f"starting afresh; the checkpoint {ckpt} will be overwritten (--resume continues it)", quiet)
+        elif resume:
+            info(f"no checkpoint at {ckpt}; starting afresh", quiet)
+
+        with progress(quiet=quiet) as bar:
+            task = bar.add_task(description, total=total_steps, status="")
+            bar.update(task, completed=step)
+            for epoch in range(start_epoch, n_epochs):
+                net.train()
+                gen = torch_generator("data", recipe.data_seed, epoch)
+                loss_sum, correct, seen = 0.0, 0, 0
+                for x, y in batches(train_data, recipe.batch_size, shuffle=True, generator=gen,
+                                    augment=recipe.augment, device=dev):
+                    if step >= total_steps:
+                        break
+                    loss, hits = _step(net, model, optimizer, x, y, recipe.lr_at(step, total_steps), extra_loss, step)
+                    step += 1
+                    loss_sum, correct, seen = loss_sum + loss * len(y), correct + hits, seen + len(y)
+                    bar.update(task, advance=1, status=f"epoch {epoch + 1}/{n_epochs} loss {loss_sum / seen:.4f} "
+                                                       f"acc {100 * correct / seen:.2f}%")
+                record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
+                          "train_accuracy": 100 * correct / max(seen, 1)}
+                if val_data is not None:
+                    record["val_accuracy"] = evaluate(model, val_data, normalization=normalization, device=dev)["accuracy"]
+                    bar.update(task, status=f"epoch {epoch + 1}/{n_epochs} loss {record['loss']:.4f} "
+                                            f"acc {record['train_accuracy']:.2f}% val acc {record['val_accuracy']:.2f}%")
+                history.append(record)
+                done = epoch + 1 == n_epochs
+                if ckpt is not None and not done and recipe.checkpoint_every > 0 \
+                        and (epoch + 1) % recipe.checkpoint_every == 0:
+                    save_checkpoint(ckpt, {
+                        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                        "optimizer": optimizer.state_dict(),
+                        "rng": torch.get_rng_state(),
+                        "epoch": epoch + 1,
+                        "step": step,
+                        "history": history,
+                        "recipe": recipe.to_dict(),
+                        "n_train": len(train_data),
+                    })
     model.eval()
     return TrainResult(step / per_epoch, step, history, history[-1].get("val_accuracy") if history else None)
 
@@ -226,11 +298,22 @@ def predict(
     device: str | torch.device = "cpu",
     batch_size: int = 512,
 ) -> torch.Tensor:
-    """Logits (N, num_classes) of ``model`` on ``data`` in eval mode."""
+    """Logits (N, num_classes) of ``model`` on ``data`` (N, C, H, W) in eval mode.
+
+    The model is left in eval mode on ``device``; :func:`evaluate` restores its mode.
+    """
+    check_batch_size(batch_size)
     dev = resolve_device(device)
     norm = normalization or {}
     net = Normalized(model, norm.get("mean"), norm.get("std")).to(dev).eval()
-    outs = [net(x).float().cpu() for x, _ in batches(data, batch_size, device=dev)]
+    outs = []
+    for x, _ in batches(data, batch_size, device=dev):
+        out = net(x)
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or len(out) != len(x):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ShapeMismatchError(f"a classifier must return logits of shape (batch, classes); "
+                                     f"the model returned {shape} for a batch of {len(x)}")
+        outs.append(out.float().cpu())
     return torch.cat(outs)
 
 
@@ -250,15 +333,17 @@ def evaluate(
         logits = predict(model, data, normalization=normalization, device=device, batch_size=batch_size)
     except RuntimeError as err:
         if "shape" in str(err) or "size" in str(err):
-            raise DataError(f"the model cannot take inputs of shape {tuple(data.x.shape[1:])} "
-                            f"from {data.info.name!r}: {str(err).splitlines()[0]}") from None
+            raise ShapeMismatchError(f"the model cannot take inputs of shape {tuple(data.x.shape[1:])} "
+                                     f"from {data.info.name!r}: {str(err).splitlines()[0]}") from None
         raise
     finally:
         model.train(was_training)
     if logits.shape[1] <= int(data.y.max()):
-        raise DataError(f"the model has {logits.shape[1]} outputs but the data has labels up to {int(data.y.max())}")
-    accuracy = 100.0 * float((logits.argmax(1) == data.y).float().mean())
-    return {"accuracy": accuracy, "error": 100.0 - accuracy, "n": len(data)}
+        raise ShapeMismatchError(f"the model has {logits.shape[1]} outputs but {data.info.name!r} has labels "
+                                 f"up to {int(data.y.max())}")
+    correct = int((logits.argmax(1) == data.y).sum())
+    n = len(data)  # integer counts: a float32 mean would report 15.000000596 %
+    return {"accuracy": 100.0 * correct / n, "error": 100.0 * (n - correct) / n, "n": n}
 
 
 def finetune_recipe(recipe: Recipe, fraction_of_epochs: float, seed: int = 0) -> Recipe:
@@ -280,15 +365,21 @@ def fit(
     quiet: bool = False,
     limit: int | None = None,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
-):
+) -> LoadedModel:
     """Build ``arch`` for dataset ``data``, train it with ``recipe`` and measure test accuracy.
 
+    ``limit`` keeps the first ``limit`` training images; validation and test splits
+    stay whole so that the recorded accuracies are comparable.
+
     Returns:
-        :class:`~nnforensics.io.LoadedModel` whose metadata holds the recipe and metrics.
+        :class:`~nnforensics.io.LoadedModel` (on CPU, eval mode) whose metadata holds the
+        recipe and metrics.
     """
     from .data.registry import load_dataset
     from .models.factory import create_model
 
+    recipe.validate()
+    resolve_device(device)  # fail before loading data
     train_data = load_dataset(data, "train", limit=limit)
     val_data = load_dataset(data, "val")
     test_data = load_dataset(data, "test")

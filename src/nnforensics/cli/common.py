@@ -13,18 +13,21 @@ from rich.table import Table
 
 from ..utils.device import DEVICE_CHOICES
 
-console = Console()  # results (stdout)
+# Results on stdout. soft_wrap: long lines (paths) are not broken at 80 columns when piped;
+# markup off: a user's path or name is printed as given, never parsed as [style] tags.
+console = Console(soft_wrap=True, markup=False)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or status lines.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help=f"One of {', '.join(DEVICE_CHOICES)}.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one line of JSON on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or status lines (results and errors only).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help=f"One of {', '.join(DEVICE_CHOICES)} (or cuda:N).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
-ArchOpt = Annotated[
-    Optional[str],
-    typer.Option("--arch", help="Architecture name (nnf models), or path/to/file.py:Class, or package.module:factory."),
-]
+ARCH_HELP = ("Architecture: a name from `nnf models`, or your own as path/to/file.py:ClassName "
+             "or package.module:factory (imported from what you name here, never from a model file).")
+ArchOpt = Annotated[Optional[str], typer.Option("--arch", help=ARCH_HELP + " Overrides the file's metadata.")]
+RequiredArchOpt = Annotated[str, typer.Option("--arch", help=ARCH_HELP)]
 ArchArgOpt = Annotated[
-    Optional[list[str]], typer.Option("--arch-arg", help="Constructor argument KEY=VALUE (repeatable).")
+    Optional[list[str]],
+    typer.Option("--arch-arg", help="Constructor argument KEY=VALUE, e.g. width=0.5 (repeatable; values parsed as JSON)."),
 ]
 DataOpt = Annotated[str, typer.Option("--data", help="Dataset NAME or NAME:PATH (see nnf datasets).")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output file.")]
@@ -41,13 +44,16 @@ def _clean(value: Any) -> Any:
         return [_clean(v) for v in value]
     if isinstance(value, Path):
         return str(value)
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        return _clean(value.item())
+    if isinstance(value, (set, frozenset)):
+        return [_clean(v) for v in sorted(value, key=str)]
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy / torch scalars and arrays
+        return _clean(value.tolist())
     return value
 
 
 def print_json(payload: Any) -> None:
-    typer.echo(json.dumps(_clean(payload), indent=None, sort_keys=False))
+    """One line of strict JSON (NaN/Inf as null) on stdout."""
+    typer.echo(json.dumps(_clean(payload), indent=None, sort_keys=False, allow_nan=False))
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:

@@ -1,67 +1,146 @@
-"""MNIST-style idx files (``train-images-idx3-ubyte[.gz]`` ...)."""
+"""MNIST-style idx files (``train-images-idx3-ubyte[.gz]`` ...): MNIST and Fashion-MNIST.
+
+Layout of ``--data mnist:PATH`` / ``--data fashion-mnist:PATH``: a folder holding
+``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``
+and ``t10k-labels-idx1-ubyte``, each optionally gzip-compressed (``.gz``) and also
+accepted with a dot (``train-images.idx3-ubyte``, as on Kaggle); the files may also
+sit in ``PATH/raw/`` or ``PATH/<MNIST|FashionMNIST>/raw/`` (torchvision's layout).
+
+Splits: ``test`` = the official 10,000 test images; ``val`` = the last 10,000 of
+the official 60,000 training images (the classic 50k/10k/10k; at most 1/6 of a
+smaller file); ``train`` = the rest.
+"""
 
 from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..errors import DataError
+from ..errors import CorruptFileError, DataError
+from .cache import cached, file_signature
 from .registry import ArrayDataset, DatasetInfo
-from .splits import split_train_val
+from .splits import holdout_size
+from .validate import as_labels, make_dataset
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+MNIST_VAL_SIZE = 10_000
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Parse one idx file (optionally gzip-compressed)."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    """Parse one idx file (gzip-compressed when the name ends in ``.gz``).
+
+    Returns:
+        The array with the shape and dtype the header declares (big-endian types
+        converted to native order).
+
+    Raises:
+        CorruptFileError: unreadable, bad magic number, or a byte count that does
+            not match the header (truncated or padded).
+    """
+    path = Path(path)
     try:
-        with opener(path, "rb") as handle:
-            data = handle.read()
-    except (OSError, EOFError) as err:
-        raise DataError(f"cannot read idx file {str(path)!r}: {err}") from None
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as handle:
+                data = handle.read()
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+        raise CorruptFileError(f"cannot read idx file {str(path)!r} (truncated or corrupt): {err}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
-        raise DataError(f"{str(path)!r} is not an idx file (bad magic number)")
+        raise CorruptFileError(f"{str(path)!r} is not an idx file (bad magic number)")
     ndim = data[3]
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{str(path)!r} is truncated (header)")
+    if ndim == 0 or len(data) < header:
+        raise CorruptFileError(f"{str(path)!r} is truncated or corrupt (header)")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = np.dtype(_DTYPES[data[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(data) - header != expected:
-        raise DataError(f"{str(path)!r} is truncated or corrupt: {len(data) - header} data bytes, expected {expected}")
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+        raise CorruptFileError(f"{str(path)!r} is truncated or corrupt: {len(data) - header} data bytes, "
+                               f"the header promises {expected} for shape {dims}")
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def _find(folder: Path, stem: str) -> Path:
-    for candidate in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
-        for base in (folder, folder / "raw"):
-            if (base / candidate).is_file():
-                return base / candidate
-    raise DataError(f"{str(folder)!r} has no {stem}[.gz]")
+def _candidates(stem: str) -> list[str]:
+    dotted = stem.replace("-idx", ".idx")
+    return [stem, stem + ".gz", dotted, dotted + ".gz"]
 
 
-def read_idx_split(folder: str, split: str, info: DatasetInfo, val_size: int = 10000) -> ArrayDataset:
+def find_idx_file(folder: Path, stem: str, subfolders: tuple[str, ...] = ()) -> Path:
+    """``folder/stem[.gz]``, also looked for in ``raw/`` and ``<sub>/raw/``."""
+    bases = [folder, folder / "raw", *(folder / sub / "raw" for sub in subfolders)]
+    for base in bases:
+        for name in _candidates(stem):
+            if (base / name).is_file():
+                return base / name
+    raise DataError(f"{str(folder)!r} has no {stem}[.gz] (looked in {', '.join(str(b) for b in bases)}); "
+                    f"expected the four MNIST-format idx files train-images-idx3-ubyte, "
+                    f"train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte")
+
+
+def _read_pair(img_path: Path, lbl_path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 1, H, W) uint8 and labels (N,) int64 of one official split."""
+    images = read_idx(img_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{str(img_path)!r}: expected uint8 images of shape (N, H, W), "
+                        f"got {images.dtype} {images.shape}")
+    raw_labels = read_idx(lbl_path)
+    if raw_labels.ndim != 1:
+        raise DataError(f"{str(lbl_path)!r}: expected labels of shape (N,), got {raw_labels.shape}")
+    labels = as_labels(raw_labels, str(lbl_path), num_classes)
+    if len(images) != len(labels):
+        raise DataError(f"{str(img_path)!r} has {len(images)} images but {str(lbl_path)!r} has {len(labels)} labels")
+    return images[:, None], labels
+
+
+def read_idx_split(folder: str, split: str, info: DatasetInfo, val_size: int = MNIST_VAL_SIZE,
+                   subfolders: tuple[str, ...] = ()) -> ArrayDataset:
+    """Split ``split`` of an idx folder (see the module docstring for layout and splits)."""
     root = Path(folder)
     if not root.is_dir():
-        raise DataError(f"expected a folder of idx files, got {folder!r}")
+        raise DataError(f"{info.name}: expected a folder of idx files, got {folder!r}")
     official = "test" if split == "test" else "train"
-    img_name, lbl_name = _NAMES[official]
-    images = read_idx(_find(root, img_name))
-    labels = read_idx(_find(root, lbl_name)).astype(np.int64)
-    if images.ndim != 3 or len(images) != len(labels):
-        raise DataError(f"{folder!r}: images {images.shape} and labels {labels.shape} do not match")
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)[:, None])
-    full = ArrayDataset(x, torch.from_numpy(labels), info, official, str(root))
-    if split == "test":
-        return full
-    return split_train_val(full, split, min(val_size, len(full) // 6))
+    img_path, lbl_path = (find_idx_file(root, stem, subfolders) for stem in _NAMES[official])
+    key = ("idx", info.num_classes, file_signature([img_path, lbl_path]))
+    images, labels = cached(key, lambda: _read_pair(img_path, lbl_path, info.num_classes))
+    if len(images) == 0:
+        raise DataError(f"{str(img_path)!r} holds no images")
+    if split != "test":
+        n_val = holdout_size(len(images), val_size, 1 / 6)
+        if n_val == 0:
+            raise DataError(f"{str(img_path)!r} has {len(images)} image(s): too few to hold out a validation split")
+        part = slice(len(images) - n_val, None) if split == "val" else slice(0, len(images) - n_val)
+        images, labels = images[part], labels[part]
+    if images.shape[2:] != tuple(info.input_shape[1:]):
+        raise DataError(f"{str(img_path)!r}: images are {images.shape[2]}x{images.shape[3]}, "
+                        f"{info.name} images are {info.input_shape[1]}x{info.input_shape[2]}")
+    return make_dataset(images, labels, info, split, str(root))
+
+
+# ----------------------------------------------------------------- Fashion-MNIST
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_INFO = DatasetInfo("fashion-mnist", 10, (1, 28, 28), (0.2860,), (0.3530,), augment="none",
+                           class_names=FASHION_CLASSES)
+
+
+def fashion_source() -> str:
+    return ("PATH: folder with the idx files train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+            "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (optionally .gz; also PATH/raw/ or "
+            "PATH/FashionMNIST/raw/)")
+
+
+def read_fashion_mnist(path: str | None, split: str) -> ArrayDataset:
+    """Fashion-MNIST from an idx folder: 50,000 / 10,000 / 10,000 (val = last 10,000 of train)."""
+    if path is None:
+        raise DataError("fashion-mnist needs a folder: --data fashion-mnist:FOLDER (" + fashion_source() + ")")
+    return read_idx_split(path, split, FASHION_INFO, subfolders=("FashionMNIST",))

@@ -3,10 +3,15 @@
 Every reader returns images as tensors in ``[0, 1]`` (uint8 kept as uint8 until a
 batch is drawn), labels as int64, and the dataset's standard normalisation, which is
 recorded in the model file and applied by the model wrapper.
+
+Splits: ``train``, ``val`` (held out from the official training set, see
+:mod:`.splits`), ``test``, ``trainval`` (train + val) and ``all`` (train + val +
+test: every example of the source, e.g. a whole poisoned ``.h5`` file).
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +20,8 @@ import torch
 
 from ..errors import ConfigError, DataError, UnknownNameError
 
-SPLITS = ("train", "val", "test", "trainval")
+SPLITS = ("train", "val", "test", "trainval", "all")
+AUGMENT_POLICIES = ("none", "crop", "flip", "crop+flip")
 
 
 @dataclass(frozen=True)
@@ -27,9 +33,21 @@ class DatasetInfo:
     input_shape: tuple[int, ...]
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
-    augment: str = "none"  # "none" | "crop" (random crop with padding) | "crop+flip"
+    augment: str = "none"  # "none" | "crop" (random crop with padding) | "flip" | "crop+flip"
     crop_padding: int = 4
     class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.augment not in AUGMENT_POLICIES:
+            raise ConfigError(f"{self.name}: unknown augmentation {self.augment!r}; "
+                              f"choose one of {', '.join(AUGMENT_POLICIES)}")
+        if (self.mean is None) != (self.std is None) or (
+                self.mean is not None and len(self.mean) != len(self.std)):
+            raise ConfigError(f"{self.name}: mean {self.mean} and std {self.std} do not match")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ConfigError(f"{self.name}: std must be positive, got {self.std}")
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ConfigError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
 
     @property
     def normalization(self) -> dict[str, list[float]] | None:
@@ -49,6 +67,12 @@ class ArrayDataset(torch.utils.data.Dataset):
     source: str = ""
 
     def __post_init__(self) -> None:
+        if self.y.dim() != 1:
+            raise DataError(f"{self.info.name}: labels must have shape (N,), got {tuple(self.y.shape)}")
+        if self.y.dtype.is_floating_point or self.y.dtype.is_complex or self.y.dtype == torch.bool:
+            raise DataError(f"{self.info.name}: labels must be integers, got {self.y.dtype}")
+        if self.y.dtype != torch.int64:  # cross_entropy wants int64 class indices
+            self.y = self.y.long()
         if len(self.x) != len(self.y):
             raise DataError(f"{self.info.name}: {len(self.x)} images but {len(self.y)} labels")
         if len(self.x) == 0:
@@ -77,10 +101,12 @@ class DatasetEntry:
 
     name: str
     reader: Callable[[str | None, str], ArrayDataset]  # (path or None, split) -> dataset
-    description: str
-    default_source: Callable[[], str]  # human-readable: where it is read from without a PATH
+    description: str  # what it is, and how its splits are made
+    default_source: Callable[[], str]  # human-readable: where it is read from without a PATH,
+    #                                    or for path-only datasets the layout PATH must have
     needs_path: bool = False
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    native_splits: tuple[str, ...] = ()  # of "trainval"/"all": read by the reader itself, not concatenated
 
 
 _REGISTRY: dict[str, DatasetEntry] = {}
@@ -121,7 +147,8 @@ def parse_spec(spec: str) -> tuple[DatasetEntry, str | None]:
     entry = _REGISTRY[name]
     path = path.strip() if sep else None
     if entry.needs_path and not path:
-        raise ConfigError(f"dataset {entry.name!r} needs a path: --data {entry.name}:PATH")
+        raise ConfigError(f"dataset {entry.name!r} needs a path: --data {entry.name}:PATH "
+                          f"({entry.default_source()})")
     if path is not None and not Path(path).expanduser().exists():
         raise DataError(f"dataset path {path!r} does not exist")
     return entry, (str(Path(path).expanduser()) if path else None)
@@ -133,23 +160,39 @@ def load_dataset(spec: str, split: str = "train", limit: int | None = None) -> A
     Args:
         spec: e.g. ``"mnist"``, ``"cifar10:/data/cifar-10-batches-py"``.
         split: ``train``, ``val`` (held out from the official training set), ``test``,
-            or ``trainval`` (train + val).
+            ``trainval`` (train + val) or ``all`` (train + val + test).
         limit: keep only the first ``limit`` examples (quick runs, tests).
+
+    Returns:
+        An :class:`ArrayDataset`: ``x`` (N, C, H, W) uint8 (8-bit sources) or float32
+        in [0, 1], ``y`` (N,) int64.
     """
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit <= 0):
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
     entry, path = parse_spec(spec)
-    if split == "trainval":
-        parts = [entry.reader(path, "train"), entry.reader(path, "val")]
-        data = ArrayDataset(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]),
-                            parts[0].info, "trainval", parts[0].source)
+    if split in ("trainval", "all") and split not in entry.native_splits:
+        names = ("train", "val") if split == "trainval" else ("train", "val", "test")
+        data = concatenate([entry.reader(path, name) for name in names], split)
     else:
         data = entry.reader(path, split)
     if limit is not None:
-        if limit <= 0:
-            raise ConfigError(f"limit must be positive, got {limit}")
-        data = data.subset(slice(0, limit))
+        data = data.subset(slice(0, int(limit)))
     return data
+
+
+def concatenate(parts: list[ArrayDataset], split: str) -> ArrayDataset:
+    """One dataset from splits of the same source (same info; x dtypes unified)."""
+    info = parts[0].info
+    for part in parts[1:]:
+        if part.info != info or part.x.shape[1:] != parts[0].x.shape[1:]:
+            raise DataError(f"{info.name}: splits {parts[0].split!r} and {part.split!r} do not match "
+                            f"({tuple(parts[0].x.shape[1:])} vs {tuple(part.x.shape[1:])})")
+    xs = [p.x for p in parts]
+    if len({x.dtype for x in xs}) > 1:  # e.g. uint8 train + float test: compare in [0, 1]
+        xs = [to_float(x) for x in xs]
+    return ArrayDataset(torch.cat(xs), torch.cat([p.y for p in parts]), info, split, parts[0].source)
 
 
 def dataset_info(spec: str) -> DatasetInfo:

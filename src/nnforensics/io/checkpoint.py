@@ -7,15 +7,17 @@ cannot carry code either.
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import CorruptFileError, UnsafeFileError
+from ..errors import CorruptFileError
 from ..utils.atomic import atomic_path
+from .modelfile import torch_load_weights_only
+
+#: Entries every checkpoint written by :func:`nnforensics.training.train` holds.
+REQUIRED_KEYS = ("model", "optimizer", "rng", "epoch", "step", "history", "recipe")
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -25,14 +27,13 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`."""
+    """Read a checkpoint written by :func:`save_checkpoint` (never runs code from it)."""
     path = Path(path)
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UnsafeFileError(f"refused to load checkpoint {str(path)!r}: it holds Python objects ({err})") from None
-    except (EOFError, zipfile.BadZipFile, RuntimeError, OSError, ValueError) as err:
-        raise CorruptFileError(f"checkpoint {str(path)!r} is unreadable (truncated or corrupt?): {err}") from None
+    state = torch_load_weights_only(path, "checkpoint")
     if not isinstance(state, dict) or "model" not in state:
         raise CorruptFileError(f"{str(path)!r} is not an nnforensics training checkpoint")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing or not isinstance(state["rng"], torch.Tensor) or not isinstance(state["model"], dict):
+        raise CorruptFileError(f"checkpoint {str(path)!r} is incomplete (missing or malformed: "
+                               f"{', '.join(missing) or 'rng/model'}); delete it to start afresh")
     return state

@@ -48,17 +48,51 @@ class ModelMeta:
 
     @classmethod
     def from_json(cls, text: str) -> ModelMeta:
+        """Parse and type-check metadata; anything malformed is a :class:`CorruptFileError`."""
         try:
             raw = json.loads(text)
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, TypeError) as err:
             raise CorruptFileError(f"model metadata is not valid JSON: {err}") from None
         if not isinstance(raw, dict) or "arch" not in raw:
             raise CorruptFileError("model metadata has no 'arch' entry")
+        fmt = raw.get("format", FORMAT)
+        if not isinstance(fmt, str) or not fmt.startswith("nnforensics/"):
+            raise CorruptFileError(f"model metadata has an unknown format {fmt!r}")
+        if fmt != FORMAT:
+            raise CorruptFileError(f"model metadata format {fmt!r} is not supported by this nnforensics "
+                                   f"(it reads {FORMAT}); upgrade nnforensics")
         known = set(cls.__dataclass_fields__)
         meta = cls(**{k: v for k, v in raw.items() if k in known})
-        if not isinstance(meta.arch, str) or not isinstance(meta.arch_args, dict):
-            raise CorruptFileError("model metadata 'arch' / 'arch_args' have the wrong types")
+        meta._check_types()
         return meta
+
+    def _check_types(self) -> None:
+        """Raise :class:`CorruptFileError` naming the first field of the wrong type."""
+        def number(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        def count(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+        norm = self.normalization
+        checks = {
+            "arch": isinstance(self.arch, str) and bool(self.arch),
+            "arch_args": isinstance(self.arch_args, dict),
+            "input_shape": isinstance(self.input_shape, list) and all(count(v) for v in self.input_shape),
+            "num_classes": self.num_classes is None or count(self.num_classes),
+            "normalization": norm is None or (
+                isinstance(norm, dict) and all(isinstance(norm.get(k), list) for k in ("mean", "std"))
+                and len(norm["mean"]) == len(norm["std"]) and all(map(number, norm["mean"] + norm["std"]))),
+            "dataset": self.dataset is None or isinstance(self.dataset, str),
+            "recipe": self.recipe is None or isinstance(self.recipe, dict),
+            "metrics": isinstance(self.metrics, dict),
+            "history": isinstance(self.history, list) and all(isinstance(h, dict) for h in self.history),
+            "extra": isinstance(self.extra, dict),
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise CorruptFileError(f"model metadata field {bad[0]!r} has a wrong type or value: "
+                                   f"{getattr(self, bad[0])!r:.80}")
 
     def with_history(self, **entry: Any) -> ModelMeta:
         """A copy with one more provenance entry."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,31 +52,82 @@ class LoadedModel:
 
 # ---------------------------------------------------------------- reading tensors
 
+def _brief(err: BaseException) -> str:
+    """The first sentence of an exception's first line (library messages run on for paragraphs)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0].split(". ")[0] if lines else ""
+    if len(text) < 16:  # e.g. KeyError('101'): the type says more than the text
+        text = f"{type(err).__name__}: {text}".rstrip(": ")
+    return text[:200]
+
+
 def _check_exists(path: Path) -> None:
     if not path.exists():
         raise ConfigError(f"file not found: {str(path)!r}")
     if path.is_dir():
         raise ConfigError(f"expected a model file, got a directory: {str(path)!r}")
+    if not path.is_file():
+        raise ConfigError(f"expected a model file, got a special file: {str(path)!r}")
     if path.stat().st_size == 0:
         raise CorruptFileError(f"{str(path)!r} is empty")
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CorruptFileError(f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {err}") from None
+    except Exception as err:  # any parse failure of an untrusted file is the file's fault
+        raise CorruptFileError(
+            f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {_brief(err)}") from None
     return tensors, metadata
+
+
+def _unpickling_reason(err: pickle.UnpicklingError) -> str:
+    """Why ``weights_only`` refused a pickle, in one clause."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line]
+    if named:
+        return f"it references Python code that would run when unpickled ({named[0].rstrip('.')})"
+    detail = next((line for line in lines[1:] if "nsupported" in line), _brief(err))
+    return (f"it is not a plain weights-only PyTorch file: corrupt, or holding Python objects that could "
+            f"run code when unpickled ({detail.rstrip('.')})")
+
+
+def torch_load_weights_only(path: str | os.PathLike, what: str = "file") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU; every failure is one readable :class:`NNFError`.
+
+    ``weights_only`` restricts unpickling to tensors and plain containers, so a file
+    crafted to run code when unpickled is refused (:class:`UnsafeFileError`) before
+    any of its code runs.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's "Detected pickle protocol 4" notice
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "GLOBAL" in str(err) or not _is_truncated_zip(path):
+            raise UnsafeFileError(f"refused to load {what} {str(path)!r}: {_unpickling_reason(err)}; "
+                                  f"only tensors and plain containers are accepted") from None
+        corrupt = err  # a zip cut short before its 4-byte magic is read as a (broken) legacy pickle
+    except Exception as err:  # zip, struct, key errors... from a truncated or foreign file
+        corrupt = err
+    raise CorruptFileError(
+        f"{what} {str(path)!r} is not a readable PyTorch file (truncated or corrupt?): {_brief(corrupt)}")
+
+
+def _is_truncated_zip(path: Path) -> bool:
+    """True when the file starts like torch's zip format but is too short to be one."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    return head.startswith(b"PK") and head != b"PK\x03\x04"
 
 
 def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     """Accept a state dict, or a checkpoint dict holding one under a usual key."""
-    if isinstance(obj, nn.Module):  # cannot happen with weights_only, kept for clarity
-        obj = obj.state_dict()
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model", "net", "weights"):
             inner = obj.get(key)
@@ -96,16 +147,7 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UnsafeFileError(
-            f"refused to load {str(path)!r}: it contains Python objects that would run code when unpickled "
-            f"(only plain tensors are accepted; weights_only=True): {str(err).splitlines()[0]}"
-        ) from None
-    except (EOFError, zipfile.BadZipFile, RuntimeError, OSError, ValueError, KeyError, AttributeError) as err:
-        raise CorruptFileError(f"{str(path)!r} is not a readable PyTorch file (truncated or corrupt?): {err}") from None
-    return _unwrap_state_dict(obj, path)
+    return _unwrap_state_dict(torch_load_weights_only(path, "model file"), path)
 
 
 def check_finite(tensors: dict[str, torch.Tensor], source: str = "weights") -> None:
@@ -123,6 +165,10 @@ def check_finite(tensors: dict[str, torch.Tensor], source: str = "weights") -> N
 def load_state_dict(path: str | os.PathLike, check: bool = True) -> tuple[dict[str, torch.Tensor], ModelMeta | None]:
     """Read tensors (and metadata, if any) from a model file, safely.
 
+    Args:
+        path: ``.safetensors``, or a ``.pt``/``.pth``/``.bin``/``.ckpt`` state dict.
+        check: refuse NaN/Inf weights (:class:`InvalidWeightsError`).
+
     Returns:
         ``(state_dict, meta)``; ``meta`` is None for files not written by nnforensics.
     """
@@ -133,13 +179,17 @@ def load_state_dict(path: str | os.PathLike, check: bool = True) -> tuple[dict[s
     if suffix in SAFETENSORS_SUFFIXES:
         tensors, metadata = _read_safetensors(path)
         if META_KEY in metadata:
-            meta = ModelMeta.from_json(metadata[META_KEY])
+            try:
+                meta = ModelMeta.from_json(metadata[META_KEY])
+            except CorruptFileError as err:
+                raise CorruptFileError(f"{str(path)!r}: {err}") from None
     elif suffix in TORCH_SUFFIXES:
         tensors = _read_torch(path)
     else:
+        known = ", ".join(sorted(SAFETENSORS_SUFFIXES | TORCH_SUFFIXES))
         raise ConfigError(
             f"unsupported model file type {suffix or '(none)'!r} for {str(path)!r}; "
-            f"use .safetensors, or a state dict in .pt/.pth with --arch"
+            f"model files are {known} (a .pt/.pth state dict needs --arch)"
         )
     if not tensors:
         raise CorruptFileError(f"{str(path)!r} holds no tensors")
@@ -182,8 +232,14 @@ def describe_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.
 
 
 def load_into(model: nn.Module, tensors: dict[str, torch.Tensor], arch: str) -> None:
-    """``model.load_state_dict(tensors, strict=True)`` with a readable mismatch error."""
+    """``model.load_state_dict(tensors, strict=True)`` with a readable mismatch error.
+
+    BatchNorm ``num_batches_tracked`` counters, absent from many exported state dicts,
+    keep the model's own value (they do not affect the network's function).
+    """
     expected = model.state_dict()
+    tensors = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked") and k not in tensors},
+               **tensors}
     problem = describe_mismatch(expected, tensors, arch)
     if problem:
         raise ShapeMismatchError(problem)
@@ -209,6 +265,18 @@ def _infer_args(arch: str, tensors: dict[str, torch.Tensor], given: dict[str, An
     return args
 
 
+def _same_arch(recorded: str, given: str) -> bool:
+    """Whether ``given`` names the architecture a file records (a user's file may move)."""
+    from ..models.registry import is_user_arch
+
+    if recorded == given:
+        return True
+    if not (is_user_arch(recorded) and is_user_arch(given)):
+        return False
+    (r_target, _, r_attr), (g_target, _, g_attr) = recorded.rpartition(":"), given.rpartition(":")
+    return r_attr == g_attr and Path(r_target).name == Path(g_target).name
+
+
 def load_model(
     path: str | os.PathLike,
     arch: str | None = None,
@@ -227,10 +295,16 @@ def load_model(
         device: where to put the model.
 
     Returns:
-        :class:`LoadedModel` in eval mode.
+        :class:`LoadedModel` in eval mode. Its metadata is the file's (with ``arch`` /
+        ``arch_args`` as actually used), or, for a file without metadata, one whose
+        first history entry is ``{"op": "import"}`` and whose ``input_shape`` is the
+        architecture's default.
     """
-    from ..models.registry import build_model, get_model_spec, is_user_arch
+    from ..models.factory import input_shape_for
+    from ..models.registry import build_model, is_user_arch
+    from ..utils.device import resolve_device
 
+    dev = resolve_device(device)  # fail before reading a large file
     path = Path(path)
     tensors, meta = load_state_dict(path)
     if arch is None:
@@ -245,24 +319,21 @@ def load_model(
                 f"to load it (code named inside a model file is never imported)"
             )
         arch = meta.arch
-    args = dict(meta.arch_args) if meta is not None and meta.arch == arch else {}
-    args.update(arch_args or {})
-    if meta is None or meta.arch != arch:
+    same = meta is not None and _same_arch(meta.arch, arch)
+    args = {**(meta.arch_args if same else {}), **(arch_args or {})}
+    if not same:
         args = _infer_args(arch, tensors, args)
     model = build_model(arch, **args)
     load_into(model, tensors, arch)
-    if meta is None or meta.arch != arch:
-        shape = list(input_shape) if input_shape else (
-            list(get_model_spec(arch).input_shape) if not is_user_arch(arch) else [])
-        if shape and "in_channels" in args and len(shape) == 3:
-            shape[0] = int(args["in_channels"])
-        meta = ModelMeta(arch=arch, arch_args=args, input_shape=shape,
+    if meta is None:
+        meta = ModelMeta(arch=arch, arch_args=args, input_shape=input_shape_for(arch, args, None),
                          num_classes=args.get("num_classes"), history=[{"op": "import", "source": path.name}])
-    elif input_shape:
-        meta.input_shape = list(input_shape)
-    from ..utils.device import resolve_device
-
-    model.to(resolve_device(device)).eval()
+    else:  # the weights' provenance stays; the code that runs them is what the user named
+        meta.arch, meta.arch_args = arch, args
+        meta.num_classes = args.get("num_classes", meta.num_classes)
+    if input_shape:
+        meta.input_shape = [int(s) for s in input_shape]
+    model.to(dev).eval()
     return LoadedModel(model, meta, path)
 
 
@@ -271,6 +342,17 @@ def load_model(
 def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
     """CPU, contiguous, storage-independent copies (safetensors refuses shared storage)."""
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def check_model_output(path: str | os.PathLike, inputs: list[str | os.PathLike | None] | None = None) -> Path:
+    """Validate an output model path before any work: ``.safetensors``, not a folder, not an input."""
+    path = Path(path)
+    if path.suffix.lower() not in SAFETENSORS_SUFFIXES:
+        raise ConfigError(f"model outputs are written as .safetensors; got {str(path)!r}")
+    if path.is_dir():
+        raise ConfigError(f"output path {str(path)!r} is a directory; give a file name")
+    check_not_input(path, inputs or [])
+    return path
 
 
 def save_model(
@@ -282,15 +364,16 @@ def save_model(
     """Write ``model`` and ``meta`` to a ``.safetensors`` file atomically.
 
     ``inputs`` are the files the command read; writing over one of them is refused.
+    NaN/Inf weights are refused, and the metadata must read back (no file is written
+    that :func:`load_model` would reject).
     """
     from safetensors.torch import save_file
 
-    path = Path(path)
-    if path.suffix.lower() not in SAFETENSORS_SUFFIXES:
-        raise ConfigError(f"model outputs are written as .safetensors; got {str(path)!r}")
-    check_not_input(path, inputs or [])
+    path = check_model_output(path, inputs)
     tensors = state_dict_for_saving(model)
-    check_finite(tensors, "the model to save")
+    check_finite(tensors, "weights of the model to save")
+    text = meta.to_json()
+    ModelMeta.from_json(text)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={META_KEY: meta.to_json(), "format": "pt"})
+        save_file(tensors, str(tmp), metadata={META_KEY: text, "format": "pt"})
     return path

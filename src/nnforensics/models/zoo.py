@@ -1,3 +1,9 @@
 """Imports every module that registers built-in architectures."""
 
 from . import lenet  # noqa: F401
+from . import mobilenet  # noqa: F401
+from . import preact_resnet  # noqa: F401
+from . import resnet  # noqa: F401
+from . import vgg  # noqa: F401
+from . import vit  # noqa: F401
+from . import wide_resnet  # noqa: F401

@@ -24,9 +24,16 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if base == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but no CUDA device is available (use --device cpu)")
+        raise ConfigError(f"device {name!r} requested but no CUDA device is available (use --device cpu)")
+    if base == "cuda" and ":" in name:
+        index = name.split(":", 1)[1]
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)")
     if base == "mps" and not (
         getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     ):
         raise ConfigError("device 'mps' requested but MPS is not available (use --device cpu)")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"invalid device {name!r}; choose one of {', '.join(DEVICE_CHOICES)} (or cuda:N)") from None

@@ -19,7 +19,7 @@ from rich.progress import (
 T = TypeVar("T")
 
 #: Progress and status messages go to stderr so that ``--json`` output stays clean.
-stderr_console = Console(stderr=True)
+stderr_console = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 class _NullProgress:

@@ -1,0 +1,166 @@
+"""nnf groups / permute / resync / compare: the core of Find the Lady."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import ConfigError
+from ..io.modelfile import save_model
+from ..utils.atomic import atomic_write_text, check_not_input
+from ..utils.progress import info
+from . import app
+from .common import ArchArgOpt, ArchOpt, DebugOpt, JsonOpt, OutOpt, QuietOpt, console, print_json, table
+from .loading import open_model
+
+ModelArg = Annotated[Path, typer.Argument(help="Model file (.safetensors, or .pt/.pth with --arch).")]
+OriginalArg = Annotated[Path, typer.Argument(help="The original (owner's) model file.")]
+SuspectArg = Annotated[Path, typer.Argument(help="The suspect model file (same architecture).")]
+MethodOpt = Annotated[str, typer.Option("--method", help="lap (default), argmax, weight-matching or rank.")]
+
+
+@app.command("groups")
+def groups_cmd(
+    model: Annotated[Optional[Path], typer.Argument(help="Model file; or give --arch alone.")] = None,
+    arch: ArchOpt = None,
+    arch_arg: ArchArgOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """The model's permutation groups (the names --groups accepts)."""
+    from ..permute import groups_of
+
+    loaded = _model_or_arch(model, arch, arch_arg)
+    gs = groups_of(loaded)
+    rows = gs.summary()
+    if json_out:
+        print_json({"groups": rows, "units": gs.n_units, "validated": gs.validated})
+        return
+    console.print(table(None, ["group", "units", "kind", "tensors (axis, x block size)"],
+                        [[r["name"], r["size"], r["kind"], ", ".join(r["members"][:6]) +
+                          (" ..." if len(r["members"]) > 6 else "")] for r in rows]))
+    console.print(f"{len(rows)} groups, {gs.n_units} units; every group checked to preserve the function"
+                  if gs.validated else f"{len(rows)} groups")
+
+
+def _model_or_arch(model, arch, arch_arg):
+    if model is not None:
+        return open_model(model, arch, arch_arg)
+    if arch is None:
+        raise ConfigError("give a model file or --arch NAME")
+    from ..models.factory import create_model
+    from ..models.registry import parse_arch_args
+
+    return create_model(arch, parse_arch_args(arch_arg))
+
+
+@app.command("permute")
+def permute_cmd(
+    model: ModelArg,
+    out: OutOpt,
+    groups: Annotated[Optional[list[str]], typer.Option("--groups", help="Permute only these groups (repeatable; see nnf groups).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random permutations.")] = 0,
+    truth_out: Annotated[Optional[Path], typer.Option("--truth-out", help="Write the true permutations (JSON) here.")] = None,
+    arch: ArchOpt = None,
+    arch_arg: ArchArgOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Randomly permute neurons without changing the network's function."""
+    from ..permute import permute, save_truth
+
+    check_not_input(out, [model])
+    if truth_out is not None:
+        check_not_input(truth_out, [model, out])
+    loaded = open_model(model, arch, arch_arg)
+    result = permute(loaded, groups=groups, seed=seed)
+    meta = loaded.meta.with_history(op="permute", seed=seed, groups=len(result.perms))
+    save_model(result.model, out, meta, inputs=[model])
+    if truth_out is not None:
+        save_truth(truth_out, result.perms, model=Path(model).name, seed=seed)
+    payload = {**result.to_dict(), "path": str(out), "truth": str(truth_out) if truth_out else None}
+    if json_out:
+        print_json(payload)
+    elif not quiet:
+        console.print(f"wrote {out}: {payload['groups']} groups ({payload['units']} units) permuted; "
+                      f"largest output change {result.max_output_diff:.2e} (relative {result.relative_output_diff:.2e})")
+
+
+@app.command("resync")
+def resync_cmd(
+    original: OriginalArg,
+    suspect: SuspectArg,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the re-synchronized suspect here.")] = None,
+    method: MethodOpt = "lap",
+    truth: Annotated[Optional[Path], typer.Option("--truth", help="True permutations (from nnf permute --truth-out) to score Ψ.")] = None,
+    arch: ArchOpt = None,
+    arch_arg: ArchArgOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Put the suspect's neurons back in the original's order (Find the Lady)."""
+    from ..permute import groups_of, load_truth
+    from ..resync import resync
+
+    if out is not None:
+        check_not_input(out, [original, suspect, truth])
+    orig = open_model(original, arch, arch_arg)
+    sus = open_model(suspect, arch, arch_arg)
+    gs = groups_of(orig)
+    perms = load_truth(truth, gs) if truth is not None else None
+    result = resync(orig, sus, method=method, truth=perms, group_set=gs, quiet=quiet)
+    if out is not None:
+        save_model(result.model, out, sus.meta.with_history(op="resync", method=method, original=Path(original).name),
+                   inputs=[original, suspect])
+    payload = {**result.to_dict(), "path": str(out) if out else None}
+    if json_out:
+        print_json(payload)
+        return
+    columns = ["group", "units", "Ψ %" if truth else "margin", "unambiguous %", "collisions"]
+    rows = [[g["name"], g["size"], g["psi"] if truth else g.get("margin"), g.get("unambiguous"), g["collisions"]]
+            for g in result.groups]
+    console.print(table(f"re-synchronization ({method})", columns, rows))
+    summary = f"Ψ = {result.psi:.2f}%" if result.psi is not None else "no truth given (Ψ needs --truth)"
+    console.print(f"{summary}; {result.collisions} collisions; {result.seconds:.2f} s" + (f"; wrote {out}" if out else ""))
+
+
+@app.command("compare")
+def compare_cmd(
+    original: OriginalArg,
+    suspect: SuspectArg,
+    method: MethodOpt = "lap",
+    csv: Annotated[Optional[Path], typer.Option("--csv", help="Write the per-tensor table as CSV.")] = None,
+    arch: ArchOpt = None,
+    arch_arg: ArchArgOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Is the suspect a copy of the original? Verdict, similarity and a per-layer table."""
+    from ..integrity import compare
+
+    if csv is not None:
+        check_not_input(csv, [original, suspect])
+    orig = open_model(original, arch, arch_arg)
+    sus = open_model(suspect, arch, arch_arg)
+    info("re-synchronizing and comparing ...", quiet or json_out)
+    result = compare(orig, sus, method=method)
+    if csv is not None:
+        import pandas as pd
+
+        atomic_write_text(csv, pd.DataFrame(result.layers).to_csv(index=False))
+    if json_out:
+        print_json(result.to_dict())
+        return
+    rows = [[r["tensor"], r["cosine"], r["rel_l2"], r["norm_ratio"], r["sparsity_suspect"], r["distinct_suspect"],
+             r.get("kind") or ("" if not r["changed"] else "?")] for r in result.layers]
+    console.print(table("per-tensor comparison (after re-synchronization)",
+                        ["tensor", "cosine", "rel. L2 change", "norm ratio", "sparsity", "distinct values", "change"], rows))
+    detail = f" ({result.kind}; changed: {', '.join(result.changed_layers[:8])})" if result.verdict == "derived" else ""
+    console.print(f"verdict: {result.verdict}{detail}; similarity {result.similarity:.3f}; "
+                  f"{result.permuted_groups} groups were permuted")

@@ -1,0 +1,82 @@
+"""nnf robustness: the paper's robustness sweep (permute, perturb, re-synchronize, measure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..utils.device import resolve_device
+from ..utils.progress import info
+from . import app
+from .common import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, console, print_json, table
+
+
+def _report(results_dir: Path, quiet: bool) -> str | None:
+    """Build the report if the report package is installed (returns its path)."""
+    try:
+        from ..report import build_report
+    except ImportError:
+        return None
+    path = build_report(results_dir)
+    info(f"report: {path}", quiet)
+    return str(path) if path is not None else None
+
+
+def _summary_rows(results_dir: Path) -> list[list]:
+    """Mean Psi and error per (level, method), in sweep order."""
+    import pandas as pd
+
+    frame = pd.read_parquet(results_dir / "results.parquet")
+    if frame.empty:
+        return []
+    grouped = frame.groupby(["level", "method"], sort=False).agg(
+        psi=("psi", "mean"), psi_std=("psi", "std"), error=("error", "mean"), seeds=("seed", "nunique"))
+    return [[level, method, r.psi, r.psi_std, r.error, r.seeds] for (level, method), r in grouped.iterrows()]
+
+
+@app.command("robustness")
+def robustness_cmd(
+    model: Annotated[Path, typer.Argument(help="Model file (.safetensors written by nnforensics).")],
+    data: Annotated[str, typer.Option("--data", help="Dataset NAME[:PATH]: test split for the error, "
+                                                     "train split for --attack finetune.")],
+    attack: Annotated[str, typer.Option("--attack", help="noise, finetune, quantize, prune or scale.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results directory (re-running resumes it).")],
+    levels: Annotated[Optional[str], typer.Option(
+        "--levels", help="Comma-separated levels. Default (paper): noise 0..10, finetune 2,4,6,8,10 (%), "
+                         "quantize 16..2 (bits), prune 0.90..0.99, scale 0.5,0.9,1.1,1.5,2.")] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds (0..N-1).")] = 10,
+    methods: Annotated[Optional[str], typer.Option(
+        "--methods", help="Comma-separated re-synchronization methods (default: lap,argmax,weight-matching,rank).")] = None,
+    target: Annotated[Optional[str], typer.Option(
+        "--target", help="Permute and perturb only this layer (or penultimate); default: every group / layer.")] = None,
+    global_prune: Annotated[bool, typer.Option("--global", help="Prune with one threshold over all chosen layers.")] = False,
+    fraction: Annotated[Optional[float], typer.Option("--fraction", help="scale: a random fraction of neurons.")] = None,
+    limit_eval: Annotated[Optional[int], typer.Option("--limit-eval", help="Evaluate on the first N test images.")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="local (process pool) or ray.")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: a local instance).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Cells in parallel (1: in this process).")] = 1,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Build the report at the end.")] = True,
+    device: DeviceOpt = "cpu",
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Psi and error under one attack, over levels x seeds x methods (paper Tables 1-4)."""
+    from ..experiments.robustness import run_robustness
+
+    summary = run_robustness(model, data, attack, out, levels=levels, seeds=seeds, methods=methods, target=target,
+                             limit_eval=limit_eval, global_prune=global_prune, fraction=fraction,
+                             device=str(resolve_device(device)), executor=executor, workers=workers,
+                             address=address, quiet=quiet or json_out)
+    report_path = _report(out, quiet or json_out) if report and summary.ran + summary.skipped > 0 else None
+    if json_out:
+        print_json({**summary.to_dict(), "results": str(out / "results.parquet"), "report": report_path})
+    elif not quiet:
+        rows = _summary_rows(out)
+        console.print(table(f"{attack}: Psi (%) and error (%), mean over seeds",
+                            ["level", "method", "Psi", "Psi std", "error", "seeds"], rows))
+        console.print(f"{summary.ran} cells run, {summary.skipped} already done, {len(summary.failed)} failed; "
+                      f"results in {out / 'results.parquet'}")
+    summary.raise_for_failures()

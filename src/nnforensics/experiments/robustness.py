@@ -1,0 +1,383 @@
+"""The robustness sweep of "Find the Lady" (paper Tables 1-4, Figs. 6 and 10).
+
+For every level of one attack and every seed: permute the model (every permutation
+group, or only the target layer's group), perturb the same layers (every Conv/Linear
+layer, or the target layer; fine-tuning always resumes training of the whole model,
+as in the paper), measure the perturbed model's top-1 error, then re-synchronize it
+with every method and measure Psi against the true permutation.
+
+One sweep cell is one ``(level, seed)``: the permutation and the perturbation do not
+depend on the method, so they are computed once and every method runs on the same
+perturbed model. Each cell yields one row per method, each with its own ``cell_id``
+(the id of ``(attack, level, seed, method)``).
+
+Files in the results directory (besides the engine's, see :mod:`.sweep`):
+
+* ``results.parquet`` / ``results.csv``: one row per (level, seed, method), columns
+  :data:`ROW_COLUMNS` (+ ``target_layer``, ``data``).
+* ``groups.parquet``: ``cell_id, group, size, psi, collisions`` per re-synchronized group.
+* ``heatmaps.npz``: for the first seed and the last level, the cosine-similarity
+  matrices of the target group (the penultimate layer's group without a target):
+  ``original`` (original vs original), ``permuted`` (original vs permuted),
+  ``perturbed`` (original vs permuted + perturbed), ``perm`` (the true permutation),
+  ``group``, ``level``, ``attack``, ``seed``; at most :data:`HEATMAP_MAX` neurons.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, UnknownNameError
+from ..perturb import ATTACKS, perturb, validate_level
+from ..utils.atomic import atomic_path
+from .sweep import CellResult, ResultsDir, SweepSummary, canonical_json, make_cell_id, run_sweep
+
+#: Levels of the paper's tables (Omega, Theta %, bits, pruned fraction, factor).
+DEFAULT_LEVELS: dict[str, list[float | int]] = {
+    "noise": [float(i) for i in range(11)],
+    "finetune": [2.0, 4.0, 6.0, 8.0, 10.0],
+    "quantize": list(range(16, 1, -1)),
+    "prune": [round(0.90 + 0.01 * i, 2) for i in range(10)],
+    "scale": [0.5, 0.9, 1.1, 1.5, 2.0],
+}
+DEFAULT_SEEDS = 10
+#: Re-synchronization methods of the core (``nnforensics.resync``).
+METHODS = ("lap", "argmax", "weight-matching", "rank")
+DEFAULT_METHODS = METHODS
+#: Columns of every results row (more may follow).
+ROW_COLUMNS = ("cell_id", "model", "arch", "attack", "level", "seed", "method", "target", "psi", "error",
+               "base_error", "collisions", "n_neurons", "n_groups", "t_permute_s", "t_perturb_s", "t_resync_s",
+               "t_total_s", "max_output_diff")
+HEATMAP_MAX = 512
+CONFIG_VERSION = 1
+
+
+def _core():
+    """The core API (``find_groups``, ``permute``, ``resync``...), looked up when used."""
+    import nnforensics
+
+    missing = [name for name in ("find_groups", "permute", "resync", "similarity_matrix", "example_inputs_for")
+               if not callable(getattr(nnforensics, name, None))]
+    if missing:
+        raise ConfigError(f"this nnforensics has no {', '.join(missing)} (the permutation core is missing)")
+    return nnforensics
+
+
+def available_methods() -> tuple[str, ...]:
+    """The core's method names when it lists them, else :data:`METHODS`."""
+    import importlib
+
+    try:
+        module = importlib.import_module("nnforensics.resync")
+    except ImportError:
+        return METHODS
+    names = getattr(module, "METHODS", None)
+    return tuple(names) if names else METHODS
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------- configuration
+
+def parse_levels(attack: str, levels: Sequence[float] | str | None) -> list[float | int]:
+    """Validated levels (the paper's defaults when None), duplicates dropped, order kept."""
+    if attack not in ATTACKS:
+        raise UnknownNameError("attack", attack, ATTACKS)
+    if levels is None:
+        return list(DEFAULT_LEVELS[attack])
+    if isinstance(levels, str):
+        try:
+            levels = [float(part) for part in levels.replace(" ", "").split(",") if part]
+        except ValueError:
+            raise ConfigError(f"levels must be comma-separated numbers like 0,2,4; got {levels!r}") from None
+    values = [validate_level(attack, level) for level in levels]
+    if not values:
+        raise ConfigError("no levels given")
+    return list(dict.fromkeys(values))
+
+
+def parse_methods(methods: Sequence[str] | str | None) -> list[str]:
+    """Validated method names (all of them when None)."""
+    if methods is None:
+        return list(DEFAULT_METHODS)
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    valid = available_methods()
+    for method in methods:
+        if method not in valid:
+            raise UnknownNameError("method", method, valid)
+    if not methods:
+        raise ConfigError("no re-synchronization methods given")
+    return list(dict.fromkeys(methods))
+
+
+def robustness_config(
+    model: str | os.PathLike,
+    data: str,
+    attack: str,
+    *,
+    levels: Sequence[float] | str | None = None,
+    seeds: int = DEFAULT_SEEDS,
+    methods: Sequence[str] | str | None = None,
+    target: str | None = None,
+    limit_eval: int | None = None,
+    global_prune: bool = False,
+    fraction: float | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """The sweep's configuration (what identifies it: a results directory keeps one).
+
+    Raises ConfigError / UnknownNameError for anything invalid, before any work.
+    """
+    path = Path(model)
+    if not path.is_file():
+        raise ConfigError(f"model file not found: {str(path)!r}")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"--seeds must be a positive number of seeds, got {seeds}")
+    if limit_eval is not None and limit_eval < 1:
+        raise ConfigError(f"--limit-eval must be at least 1, got {limit_eval}")
+    level_list = parse_levels(attack, levels)
+    if global_prune and attack != "prune":
+        raise ConfigError("--global applies only to the prune attack")
+    if fraction is not None and (attack != "scale" or not 0 < fraction <= 1):
+        raise ConfigError("--fraction applies only to the scale attack and must be in (0, 1]")
+    return {
+        "kind": "robustness",
+        "version": CONFIG_VERSION,
+        "model": path.name,
+        "model_path": str(path.resolve()),
+        "model_sha256": file_sha256(path),
+        "data": data,
+        "attack": attack,
+        "levels": level_list,
+        "seeds": list(range(seeds)),
+        "methods": parse_methods(methods),
+        "target": target,
+        "limit_eval": limit_eval,
+        "global_prune": bool(global_prune),
+        "fraction": fraction,
+        "device": device,
+    }
+
+
+def robustness_cells(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """One cell per (level, seed), levels outermost (so partial sweeps cover low levels first)."""
+    return [{"attack": config["attack"], "level": level, "seed": seed}
+            for level in config["levels"] for seed in config["seeds"]]
+
+
+def heatmap_cell(config: dict[str, Any]) -> dict[str, Any]:
+    """The representative cell whose similarity matrices are saved: first seed, last level."""
+    return {"attack": config["attack"], "level": config["levels"][-1], "seed": config["seeds"][0]}
+
+
+# ----------------------------------------------------------------- per-process context
+
+@dataclass
+class _Context:
+    """What every cell of a sweep shares (built once per worker process)."""
+
+    loaded: Any  # LoadedModel
+    normalization: dict | None
+    test: Any  # ArrayDataset
+    train: Any  # ArrayDataset or None
+    base_error: float
+    inputs: torch.Tensor
+    group_set: Any
+    target_layer: str | None
+    permute_groups: list[str] | None
+    heatmap_group: str
+    device: torch.device
+
+
+@lru_cache(maxsize=2)
+def _context(config_json: str) -> _Context:
+    from ..data.registry import load_dataset
+    from ..io.modelfile import load_model
+    from ..models.layers import resolve_target
+    from ..training import evaluate
+    from ..utils.device import resolve_device
+
+    config = json.loads(config_json)
+    core = _core()
+    device = resolve_device(config["device"])
+    loaded = load_model(config["model_path"], device=device)
+    test = load_dataset(config["data"], "test", limit=config["limit_eval"])
+    norm = loaded.meta.normalization if loaded.meta.normalization is not None else test.info.normalization
+    train = load_dataset(config["data"], "train") if config["attack"] == "finetune" else None
+    base_error = evaluate(loaded.model, test, normalization=norm, device=device)["error"]
+    inputs = core.example_inputs_for(loaded.meta, n=4, seed=0).to(device)
+    group_set = core.find_groups(loaded.model, inputs)
+    target_layer = resolve_target(loaded.model, config["target"]) if config["target"] else None
+    heat_layer = target_layer or resolve_target(loaded.model, "penultimate")
+    try:
+        heatmap_group = group_set.for_layer(heat_layer)
+        permute_groups = [heatmap_group] if target_layer else None
+    except (KeyError, LookupError):
+        raise ConfigError(f"layer {heat_layer!r} has no permutation group (its neurons cannot be permuted); "
+                          f"choose another --target") from None
+    return _Context(loaded, norm, test, train, base_error, inputs, group_set, target_layer, permute_groups,
+                    heatmap_group, device)
+
+
+def _clip(matrix: Any) -> np.ndarray:
+    array = np.asarray(matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else matrix, dtype=np.float32)
+    return array[:HEATMAP_MAX, :HEATMAP_MAX]
+
+
+def _heatmaps(ctx: _Context, permuted: Any, perturbed: Any, perms: dict, cell: dict[str, Any]) -> dict[str, np.ndarray]:
+    core = _core()
+    original = ctx.loaded.model
+    group = ctx.heatmap_group
+    sim = lambda suspect: _clip(core.similarity_matrix(original, suspect, ctx.group_set, group))  # noqa: E731
+    return {
+        "original": sim(original), "permuted": sim(permuted), "perturbed": sim(perturbed),
+        "perm": np.asarray(perms.get(group, []), dtype=np.int64)[:HEATMAP_MAX],
+        "group": np.asarray(str(group)), "level": np.asarray(cell["level"]),
+        "attack": np.asarray(str(cell["attack"])), "seed": np.asarray(int(cell["seed"])),
+    }
+
+
+# ----------------------------------------------------------------- one cell
+
+def robustness_cell(config: dict[str, Any], cell: dict[str, Any]) -> CellResult:
+    """Permute, perturb, evaluate and re-synchronize with every method, for one (level, seed).
+
+    Returns:
+        One row per method (:data:`ROW_COLUMNS`), the ``groups`` table, and the
+        heatmap arrays for the representative cell.
+    """
+    core = _core()
+    ctx = _context(canonical_json(config))
+    original = ctx.loaded.model
+    level, seed = cell["level"], int(cell["seed"])
+
+    start = time.perf_counter()
+    permuted = core.permute(original, groups=ctx.permute_groups, seed=seed, example_inputs=ctx.inputs,
+                            group_set=ctx.group_set)
+    t_permute = time.perf_counter() - start
+
+    start = time.perf_counter()
+    attack = config["attack"]
+    options: dict[str, Any] = {}
+    if attack == "finetune":  # resumes training of the whole model, as in the paper
+        options.update(data=ctx.train, meta=ctx.loaded.meta, device=ctx.device)
+    else:
+        options["layers"] = [ctx.target_layer] if ctx.target_layer else None
+    if attack == "prune":
+        options["global_prune"] = config["global_prune"]
+    if attack == "scale":
+        options["fraction"] = config["fraction"]
+    suspect = copy.deepcopy(permuted.model)
+    perturbed = perturb(suspect, attack, level, seed=seed, inplace=True, **options).model
+    t_perturb = time.perf_counter() - start
+
+    from ..training import evaluate
+
+    error = evaluate(perturbed, ctx.test, normalization=ctx.normalization, device=ctx.device)["error"]
+    truth = {name: list(perm) for name, perm in permuted.perms.items()}
+    rows, group_rows = [], []
+    for method in config["methods"]:
+        start = time.perf_counter()
+        result = core.resync(original, perturbed, method=method, truth=truth, example_inputs=ctx.inputs,
+                             group_set=ctx.group_set)
+        t_resync = time.perf_counter() - start
+        row_id = make_cell_id({**cell, "method": method})
+        judged = [g for g in result.groups if g["name"] in truth]
+        n_neurons = sum(int(g["size"]) for g in judged)
+        psi_values = [(g["psi"], int(g["size"])) for g in judged if g.get("psi") is not None]
+        psi = (sum(p * n for p, n in psi_values) / sum(n for _, n in psi_values)) if psi_values else result.psi
+        rows.append({
+            "cell_id": row_id, "model": config["model"], "arch": ctx.loaded.meta.arch, "attack": attack,
+            "level": level, "seed": seed, "method": method, "target": config["target"],
+            "psi": None if psi is None else float(psi), "error": float(error), "base_error": float(ctx.base_error),
+            "collisions": int(sum(int(g.get("collisions") or 0) for g in judged)), "n_neurons": n_neurons,
+            "n_groups": len(judged), "t_permute_s": t_permute, "t_perturb_s": t_perturb, "t_resync_s": t_resync,
+            "t_total_s": t_permute + t_perturb + t_resync, "max_output_diff": float(permuted.max_output_diff),
+            "target_layer": ctx.target_layer, "data": config["data"],
+        })
+        group_rows += [{"cell_id": row_id, "group": str(g["name"]), "size": int(g["size"]),
+                        "psi": None if g.get("psi") is None else float(g["psi"]),
+                        "collisions": int(g.get("collisions") or 0)} for g in result.groups]
+    arrays = _heatmaps(ctx, permuted.model, perturbed, truth, cell) if cell == heatmap_cell(config) else {}
+    return CellResult(rows, {"groups": group_rows}, arrays)
+
+
+# ----------------------------------------------------------------- the whole sweep
+
+def check_setup(config: dict[str, Any]) -> float:
+    """Fail fast in the driver (model, data, recipe, target, core); returns the base error (%)."""
+    if config["attack"] == "finetune":
+        from ..io.modelfile import read_meta
+
+        meta = read_meta(config["model_path"])
+        if meta is None or not meta.recipe:
+            raise ConfigError("fine-tuning resumes the model's training recipe, but the model's metadata records "
+                              "none (train it with `nnf train`, or sweep another attack)")
+    return _context(canonical_json(config)).base_error
+
+
+def write_heatmaps(results_dir: str | os.PathLike, config: dict[str, Any]) -> Path | None:
+    """Copy the representative cell's matrices to ``heatmaps.npz`` (None if it has not run)."""
+    store = ResultsDir(results_dir)
+    arrays = store.cell_arrays(make_cell_id(heatmap_cell(config)))
+    if arrays is None:
+        return None
+    path = store.path / "heatmaps.npz"
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+    return path
+
+
+def run_robustness(
+    model: str | os.PathLike,
+    data: str,
+    attack: str,
+    results_dir: str | os.PathLike,
+    *,
+    levels: Sequence[float] | str | None = None,
+    seeds: int = DEFAULT_SEEDS,
+    methods: Sequence[str] | str | None = None,
+    target: str | None = None,
+    limit_eval: int | None = None,
+    global_prune: bool = False,
+    fraction: float | None = None,
+    device: str = "cpu",
+    executor: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    quiet: bool = False,
+) -> SweepSummary:
+    """Run (or resume) a robustness sweep; see the module docstring for what it writes.
+
+    Returns:
+        The engine's :class:`SweepSummary` (failed cells listed, not raised).
+    """
+    config = robustness_config(model, data, attack, levels=levels, seeds=seeds, methods=methods, target=target,
+                               limit_eval=limit_eval, global_prune=global_prune, fraction=fraction, device=device)
+    ResultsDir(results_dir).check_config(config)  # refuse a foreign directory before any work
+    check_setup(config)
+    summary = run_sweep(results_dir, config, robustness_cells(config), robustness_cell, executor=executor,
+                        workers=workers, address=address, quiet=quiet, description=f"robustness {attack}")
+    write_heatmaps(results_dir, config)
+    return summary
+

@@ -1,0 +1,58 @@
+"""Tracing a model to an aten-level graph whose placeholders are its tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+from torch.func import functional_call, functionalize
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from ..errors import UnsupportedModelError
+
+
+def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers by name (tied tensors once, under their first name)."""
+    out: dict[str, torch.Tensor] = dict(model.named_parameters())
+    for name, buf in model.named_buffers():
+        if buf is not None:
+            out.setdefault(name, buf)
+    return out
+
+
+def as_tuple(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    return (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+
+
+def trace_model(model: nn.Module, example_inputs: Sequence[torch.Tensor]) -> tuple[fx.GraphModule, list[str]]:
+    """Trace ``model`` (eval mode) with every parameter/buffer as a graph input.
+
+    Returns the graph and the tensor names, in placeholder order (inputs follow them).
+    The trace runs with gradients enabled so that ``nn.MultiheadAttention`` takes its
+    decomposed path rather than the fused inference kernel.
+    """
+    tensors = state_tensors(model)
+    names = list(tensors)
+    was_training = model.training
+    model.eval()
+
+    def call(flat: list[torch.Tensor], *inputs: torch.Tensor):
+        return functional_call(model, dict(zip(names, flat)), inputs, strict=False)
+
+    params = {id(p) for p in model.parameters()}
+    flat = [t.detach().clone().requires_grad_(t.is_floating_point() and id(t) in params) for t in tensors.values()]
+    try:
+        with torch.enable_grad():
+            gm = make_fx(functionalize(call, remove="mutations"))(flat, *example_inputs)
+    except UnsupportedModelError:
+        raise
+    except Exception as err:  # the model cannot be traced with these inputs
+        raise UnsupportedModelError(
+            f"cannot trace the model to find its permutation groups: {type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}"
+        ) from None
+    finally:
+        model.train(was_training)
+    return gm, names
