@@ -6,6 +6,7 @@ Kept small on purpose: anything specific to one test folder lives in that folder
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -14,6 +15,20 @@ import torch
 
 #: A narrow LeNet for MNIST-shaped inputs (1, 28, 28): ~16k parameters.
 TINY_ARCH = ("lenet", {"width": 0.5})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, share the cores between workers instead of oversubscribing them.
+
+    Each worker (and each ``nnf`` subprocess a test starts, through OMP_NUM_THREADS)
+    gets cores / workers torch threads: with 2 workers on 2 cores, OpenMP threads
+    spinning at barriers otherwise slow CPU training several-fold.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 class CliResult(NamedTuple):

@@ -65,7 +65,7 @@ def resolve_inputs(model: Any, example_inputs: torch.Tensor | Sequence[torch.Ten
     _, meta = unwrap(model)
     if meta is None or not meta.input_shape:
         raise ConfigError("the model's input shape is unknown: pass example_inputs")
-    return example_inputs_for(meta, n=2)
+    return (example_inputs_for(meta, n=2),)
 
 
 def groups_of(model: Any, example_inputs=None, group_set: GroupSet | None = None) -> GroupSet:

@@ -378,3 +378,15 @@ def _weight_matching(chosen, orig, rest, tags, group_set, stats, max_iter, seed,
             sim = _similarity(orig, rest, group.members, cosine=True)
         stats[group.name] = _confidence(sim, np.arange(group.size))
     del all_ok
+
+
+def similarity_matrix(original: Any, suspect: Any, group_set: GroupSet | None, group_name: str,
+                      example_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None) -> np.ndarray:
+    """(N, N) cosine similarities between the original's and the suspect's units of one group
+    (rows: original units, columns: suspect units), with every earlier group already
+    re-synchronized, as the paper's Fig. 6 shows them."""
+    gs = groups_of(original, example_inputs if group_set is None else None, group_set)
+    gs[group_name]  # unknown name -> clear error
+    earlier = [g.name for g in gs if g.order <= gs[group_name].order]
+    return resync(original, suspect, method="lap", group_set=gs, groups=earlier, capture=[group_name],
+                  max_iter=0).similarities[group_name]

@@ -30,9 +30,10 @@ def test_every_command_has_help_json_and_quiet(run_cli, name):
     assert {"--json", "--quiet", "--debug"} <= _options(name)
 
 
-def test_top_level_help_lists_commands(run_cli):
-    result = run_cli("--help")
-    assert result.code == 0
+@pytest.mark.parametrize("args", [["--help"], []], ids=["--help", "no-arguments"])
+def test_top_level_help_lists_commands(run_cli, args):
+    result = run_cli(*args)
+    assert result.code == 0 and result.err == ""
     assert all(name in result.out for name in ("init", "train", "eval", "layers", "models", "datasets"))
 
 

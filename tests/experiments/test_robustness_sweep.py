@@ -102,7 +102,7 @@ def test_finetune_sweep(core, digits_mlp, tmp_path, capsys):
     assert len(rows) == 1 and rows["psi"].iloc[0] == 100 and rows["t_perturb_s"].iloc[0] > 0
 
 
-KILL_ARGS = ["--attack", "finetune", "--levels", "100,200,300", "--seeds", "3", "--methods", "lap,argmax",
+KILL_ARGS = ["--attack", "finetune", "--levels", "25,50,75", "--seeds", "3", "--methods", "lap,argmax",
              "--no-report", "-q"]
 
 
@@ -127,7 +127,7 @@ def test_killed_sweep_resumes(core, digits_mlp, tmp_path, capsys):
     rows = pd.read_parquet(out / "results.parquet")
     assert len(rows) == 18 and rows["cell_id"].is_unique
     assert set(zip(rows["level"], rows["seed"], rows["method"])) == set(
-        product([100.0, 200.0, 300.0], [0, 1, 2], ["lap", "argmax"]))
+        product([25.0, 50.0, 75.0], [0, 1, 2], ["lap", "argmax"]))
     assert len(pd.read_parquet(out / "groups.parquet")["cell_id"].unique()) == 18
 
 

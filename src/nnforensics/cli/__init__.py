@@ -113,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         code = EXIT_INTERRUPTED
     except _USAGE_ERRORS as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # bare `nnf`: the help, not an error
+            text = err.format_message()  # (rich help is printed already and leaves this empty)
+            if text.strip():
+                typer.echo(text)
+            return 0
         report(_usage_message(err))
         return int(getattr(err, "exit_code", 2) or 2)
     except NNFError as err:

@@ -19,9 +19,9 @@ def _report(results_dir: Path, quiet: bool) -> str | None:
         from ..report import build_report
     except ImportError:
         return None
-    path = build_report(results_dir)
+    path = build_report(results_dir, quiet=quiet)
     info(f"report: {path}", quiet)
-    return str(path) if path is not None else None
+    return str(path)
 
 
 def _summary_rows(results_dir: Path) -> list[list]:

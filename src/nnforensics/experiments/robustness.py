@@ -76,15 +76,10 @@ def _core():
 
 
 def available_methods() -> tuple[str, ...]:
-    """The core's method names when it lists them, else :data:`METHODS`."""
-    import importlib
+    """The core's method names (``nnforensics.METHODS``), else :data:`METHODS`."""
+    import nnforensics
 
-    try:
-        module = importlib.import_module("nnforensics.resync")
-    except ImportError:
-        return METHODS
-    names = getattr(module, "METHODS", None)
-    return tuple(names) if names else METHODS
+    return tuple(getattr(nnforensics, "METHODS", METHODS))
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -298,17 +293,15 @@ def robustness_cell(config: dict[str, Any], cell: dict[str, Any]) -> CellResult:
     for method in config["methods"]:
         start = time.perf_counter()
         result = core.resync(original, perturbed, method=method, truth=truth, example_inputs=ctx.inputs,
-                             group_set=ctx.group_set)
+                             group_set=ctx.group_set, groups=list(truth) if ctx.permute_groups else None)
         t_resync = time.perf_counter() - start
         row_id = make_cell_id({**cell, "method": method})
-        judged = [g for g in result.groups if g["name"] in truth]
+        judged = [g for g in result.groups if g["name"] in truth]  # Psi counts the permuted groups only
         n_neurons = sum(int(g["size"]) for g in judged)
-        psi_values = [(g["psi"], int(g["size"])) for g in judged if g.get("psi") is not None]
-        psi = (sum(p * n for p, n in psi_values) / sum(n for _, n in psi_values)) if psi_values else result.psi
         rows.append({
             "cell_id": row_id, "model": config["model"], "arch": ctx.loaded.meta.arch, "attack": attack,
             "level": level, "seed": seed, "method": method, "target": config["target"],
-            "psi": None if psi is None else float(psi), "error": float(error), "base_error": float(ctx.base_error),
+            "psi": None if result.psi is None else float(result.psi), "error": float(error), "base_error": float(ctx.base_error),
             "collisions": int(sum(int(g.get("collisions") or 0) for g in judged)), "n_neurons": n_neurons,
             "n_groups": len(judged), "t_permute_s": t_permute, "t_perturb_s": t_perturb, "t_resync_s": t_resync,
             "t_total_s": t_permute + t_perturb + t_resync, "max_output_diff": float(permuted.max_output_diff),

@@ -36,13 +36,13 @@ __all__ = [
 ]
 
 
-def example_inputs_for(shape_or_meta, n: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Random inputs in [0, 1) of one input shape ``(C, H, W)`` (or a ModelMeta's)."""
+def example_inputs_for(shape_or_meta, n: int = 2, seed: int = 0) -> torch.Tensor:
+    """A batch (n, *shape) of random inputs in [0, 1) for one input shape ``(C, H, W)`` (or a ModelMeta's)."""
     shape = getattr(shape_or_meta, "input_shape", shape_or_meta)
     if not shape:
         raise ConfigError("the model's input shape is unknown; give example inputs (or --input-shape)")
     gen = torch.Generator().manual_seed(seed)
-    return (torch.rand((n, *[int(s) for s in shape]), generator=gen),)
+    return torch.rand((n, *[int(s) for s in shape]), generator=gen)
 
 
 def find_groups(

@@ -37,7 +37,7 @@ class WideBasicBlock(nn.Module):
         self.relu2 = nn.ReLU(inplace=False)
         self.conv2 = nn.Conv2d(out_planes, out_planes, kernel_size=3, stride=1, padding=1, bias=False)
         self.drop_rate = drop_rate
-        self.convShortcut: nn.Module | None = None  # noqa: N815  (RobustBench's name)
+        self.convShortcut: nn.Module | None = None  # RobustBench's camelCase name, for strict loading
         if in_planes != out_planes:
             self.convShortcut = nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, padding=0, bias=False)
 

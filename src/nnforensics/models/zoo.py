@@ -1,5 +1,6 @@
 """Imports every module that registers built-in architectures."""
 
+# One import per line, so that new families merge without conflicts.
 from . import lenet  # noqa: F401
 from . import mobilenet  # noqa: F401
 from . import preact_resnet  # noqa: F401
