@@ -19,12 +19,10 @@ def demo_cmd(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Train LeNet on real MNIST (cached in OUT) and report its test accuracy."""
+    """The forensics story on real MNIST: train, permute + perturb, re-synchronize, watermark, sweep, report."""
     from ..demo import run_demo
 
-    result = run_demo(out, device=device, quiet=quiet)
+    say = (lambda _: None) if json_out else console.print
+    result = run_demo(out, device=device, quiet=quiet, say=say)
     if json_out:
         print_json(result)
-    else:
-        console.print(f"LeNet on MNIST: test accuracy {result['test_accuracy']:.2f}% on {result['test_n']} "
-                      f"real test images ({result['model']})")

@@ -97,6 +97,15 @@ def train_cmd(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.ckpt; the result equals an "
                                          "uninterrupted run (bit for bit on CPU).")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N training images.")] = None,
+    watermark_layer: Annotated[Optional[str], typer.Option(
+        help="Embed an Uchida watermark in this Conv/Linear layer while training (needs --key-out).")] = None,
+    watermark_bits: Annotated[Optional[int], typer.Option(help="Watermark bits T (default 64).")] = None,
+    watermark_strength: Annotated[Optional[float], typer.Option(
+        help="Weight lambda of the watermark regulariser (default 0.1).")] = None,
+    watermark_message: Annotated[Optional[str], typer.Option(
+        help="Text or 0x-hex watermark message (default: random bits).")] = None,
+    key_out: Annotated[Optional[Path], typer.Option(
+        "--key-out", help="Write the watermark key (JSON, a secret) here, before training.")] = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -110,6 +119,8 @@ def train_cmd(
     Example: nnf train --arch lenet --data mnist --epochs 2 --lr 0.05 --schedule cosine -o lenet.safetensors
     """
     from ..training import fit
+    from ..watermark import watermark_loss
+    from .watermark_cmds import training_key, training_report
 
     recipe = Recipe(optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                     batch_size=batch_size, epochs=epochs, schedule=schedule, init_seed=init_seed,
@@ -117,16 +128,24 @@ def train_cmd(
     inputs = _input_files(arch, data)
     check_model_output(out, inputs)  # before any (possibly long) training
     ckpt = Path(str(out) + ".ckpt")
+    key = training_key(arch, arch_args_for(arch, arch_arg), data, watermark_layer, watermark_bits,
+                       watermark_strength, watermark_message, key_out, resume, [out, *inputs], quiet or json_out)
     loaded = fit(arch, data, recipe, arch_args=arch_args_for(arch, arch_arg), device=device,
-                 checkpoint_path=ckpt, resume=resume, quiet=quiet, limit=limit)
+                 checkpoint_path=ckpt, resume=resume, quiet=quiet, limit=limit,
+                 extra_loss=watermark_loss(key) if key is not None else None)
     save_model(loaded.model, out, loaded.meta, inputs=inputs)
     ckpt.unlink(missing_ok=True)
     payload = {"path": str(out), **loaded.meta.metrics}
+    if key is not None:
+        payload["watermark"] = training_report(loaded, key, key_out)
     if json_out:
         print_json(payload)
     elif not quiet:
         console.print(f"wrote {out}: test accuracy {loaded.meta.metrics['test_accuracy']:.2f}% "
                       f"on {loaded.meta.metrics['test_n']} images")
+        if key is not None:
+            console.print(f"watermark key {key_out}: BER {payload['watermark']['ber']:.2f} % "
+                          f"(keep the key secret and apart from the model)")
 
 
 @app.command("eval")

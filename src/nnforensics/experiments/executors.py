@@ -74,6 +74,7 @@ def _run_pool(fn: CellFn, config: dict[str, Any], cells: Cells, workers: int) ->
     threads = threads_per_cell(workers)
     pool = ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(threads,))
+    finished = False
     try:
         futures = {pool.submit(execute_cell, fn, config, params): cell_id for cell_id, params in cells}
         for future in as_completed(futures):
@@ -84,8 +85,10 @@ def _run_pool(fn: CellFn, config: dict[str, Any], cells: Cells, workers: int) ->
             except Exception as err:  # e.g. a result that cannot be pickled back
                 outcome = CellOutcome(None, f"{type(err).__name__}: {err}", traceback.format_exc())
             yield futures[future], outcome
+        finished = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # interrupted: drop queued cells and do not wait here for those in flight
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def _run_ray(

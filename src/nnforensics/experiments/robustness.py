@@ -16,7 +16,7 @@ Files in the results directory (besides the engine's, see :mod:`.sweep`):
 * ``results.parquet`` / ``results.csv``: one row per (level, seed, method), columns
   :data:`ROW_COLUMNS` (+ ``target_layer``, ``data``).
 * ``groups.parquet``: ``cell_id, group, size, psi, collisions`` per re-synchronized group.
-* ``heatmaps.npz``: for the first seed and the last level, the cosine-similarity
+* ``heatmaps.npz``: for the first seed and the middle level, the cosine-similarity
   matrices of the target group (the penultimate layer's group without a target):
   ``original`` (original vs original), ``permuted`` (original vs permuted),
   ``perturbed`` (original vs permuted + perturbed), ``perm`` (the true permutation),
@@ -40,7 +40,10 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, UnknownNameError
+from ..graph import example_inputs_for, find_groups
+from ..permute import permute
 from ..perturb import ATTACKS, perturb, validate_level
+from ..resync import METHODS, resync, similarity_matrix
 from ..utils.atomic import atomic_path
 from .sweep import CellResult, ResultsDir, SweepSummary, canonical_json, make_cell_id, run_sweep
 
@@ -53,33 +56,13 @@ DEFAULT_LEVELS: dict[str, list[float | int]] = {
     "scale": [0.5, 0.9, 1.1, 1.5, 2.0],
 }
 DEFAULT_SEEDS = 10
-#: Re-synchronization methods of the core (``nnforensics.resync``).
-METHODS = ("lap", "argmax", "weight-matching", "rank")
-DEFAULT_METHODS = METHODS
+DEFAULT_METHODS = METHODS  # lap, argmax, weight-matching, rank
 #: Columns of every results row (more may follow).
 ROW_COLUMNS = ("cell_id", "model", "arch", "attack", "level", "seed", "method", "target", "psi", "error",
                "base_error", "collisions", "n_neurons", "n_groups", "t_permute_s", "t_perturb_s", "t_resync_s",
                "t_total_s", "max_output_diff")
 HEATMAP_MAX = 512
 CONFIG_VERSION = 1
-
-
-def _core():
-    """The core API (``find_groups``, ``permute``, ``resync``...), looked up when used."""
-    import nnforensics
-
-    missing = [name for name in ("find_groups", "permute", "resync", "similarity_matrix", "example_inputs_for")
-               if not callable(getattr(nnforensics, name, None))]
-    if missing:
-        raise ConfigError(f"this nnforensics has no {', '.join(missing)} (the permutation core is missing)")
-    return nnforensics
-
-
-def available_methods() -> tuple[str, ...]:
-    """The core's method names (``nnforensics.METHODS``), else :data:`METHODS`."""
-    import nnforensics
-
-    return tuple(getattr(nnforensics, "METHODS", METHODS))
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -115,10 +98,9 @@ def parse_methods(methods: Sequence[str] | str | None) -> list[str]:
         return list(DEFAULT_METHODS)
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
-    valid = available_methods()
     for method in methods:
-        if method not in valid:
-            raise UnknownNameError("method", method, valid)
+        if method not in METHODS:
+            raise UnknownNameError("method", method, METHODS)
     if not methods:
         raise ConfigError("no re-synchronization methods given")
     return list(dict.fromkeys(methods))
@@ -180,8 +162,13 @@ def robustness_cells(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def heatmap_cell(config: dict[str, Any]) -> dict[str, Any]:
-    """The representative cell whose similarity matrices are saved: first seed, last level."""
-    return {"attack": config["attack"], "level": config["levels"][-1], "seed": config["seeds"][0]}
+    """The representative cell whose similarity matrices are saved: first seed, middle level.
+
+    The middle of the list (e.g. Omega = 5 of 0..10) still shows structure; at the
+    strongest levels the perturbed matrix is mostly noise.
+    """
+    levels = config["levels"]
+    return {"attack": config["attack"], "level": levels[len(levels) // 2], "seed": config["seeds"][0]}
 
 
 # ----------------------------------------------------------------- per-process context
@@ -212,15 +199,14 @@ def _context(config_json: str) -> _Context:
     from ..utils.device import resolve_device
 
     config = json.loads(config_json)
-    core = _core()
     device = resolve_device(config["device"])
     loaded = load_model(config["model_path"], device=device)
     test = load_dataset(config["data"], "test", limit=config["limit_eval"])
     norm = loaded.meta.normalization if loaded.meta.normalization is not None else test.info.normalization
     train = load_dataset(config["data"], "train") if config["attack"] == "finetune" else None
     base_error = evaluate(loaded.model, test, normalization=norm, device=device)["error"]
-    inputs = core.example_inputs_for(loaded.meta, n=4, seed=0).to(device)
-    group_set = core.find_groups(loaded.model, inputs)
+    inputs = example_inputs_for(loaded.meta, n=4, seed=0).to(device)
+    group_set = find_groups(loaded.model, inputs)
     target_layer = resolve_target(loaded.model, config["target"]) if config["target"] else None
     heat_layer = target_layer or resolve_target(loaded.model, "penultimate")
     try:
@@ -239,10 +225,9 @@ def _clip(matrix: Any) -> np.ndarray:
 
 
 def _heatmaps(ctx: _Context, permuted: Any, perturbed: Any, perms: dict, cell: dict[str, Any]) -> dict[str, np.ndarray]:
-    core = _core()
     original = ctx.loaded.model
     group = ctx.heatmap_group
-    sim = lambda suspect: _clip(core.similarity_matrix(original, suspect, ctx.group_set, group))  # noqa: E731
+    sim = lambda suspect: _clip(similarity_matrix(original, suspect, ctx.group_set, group))  # noqa: E731
     return {
         "original": sim(original), "permuted": sim(permuted), "perturbed": sim(perturbed),
         "perm": np.asarray(perms.get(group, []), dtype=np.int64)[:HEATMAP_MAX],
@@ -260,16 +245,16 @@ def robustness_cell(config: dict[str, Any], cell: dict[str, Any]) -> CellResult:
         One row per method (:data:`ROW_COLUMNS`), the ``groups`` table, and the
         heatmap arrays for the representative cell.
     """
-    core = _core()
     ctx = _context(canonical_json(config))
     original = ctx.loaded.model
     level, seed = cell["level"], int(cell["seed"])
 
     start = time.perf_counter()
-    permuted = core.permute(original, groups=ctx.permute_groups, seed=seed, example_inputs=ctx.inputs,
-                            group_set=ctx.group_set)
+    permuted = permute(original, groups=ctx.permute_groups, seed=seed, example_inputs=ctx.inputs,
+                       group_set=ctx.group_set)
     t_permute = time.perf_counter() - start
 
+    suspect = copy.deepcopy(permuted.model)  # keep the permuted model for the heatmaps
     start = time.perf_counter()
     attack = config["attack"]
     options: dict[str, Any] = {}
@@ -281,7 +266,6 @@ def robustness_cell(config: dict[str, Any], cell: dict[str, Any]) -> CellResult:
         options["global_prune"] = config["global_prune"]
     if attack == "scale":
         options["fraction"] = config["fraction"]
-    suspect = copy.deepcopy(permuted.model)
     perturbed = perturb(suspect, attack, level, seed=seed, inplace=True, **options).model
     t_perturb = time.perf_counter() - start
 
@@ -292,8 +276,8 @@ def robustness_cell(config: dict[str, Any], cell: dict[str, Any]) -> CellResult:
     rows, group_rows = [], []
     for method in config["methods"]:
         start = time.perf_counter()
-        result = core.resync(original, perturbed, method=method, truth=truth, example_inputs=ctx.inputs,
-                             group_set=ctx.group_set, groups=list(truth) if ctx.permute_groups else None)
+        result = resync(original, perturbed, method=method, truth=truth, example_inputs=ctx.inputs,
+                        group_set=ctx.group_set, groups=list(truth) if ctx.permute_groups else None)
         t_resync = time.perf_counter() - start
         row_id = make_cell_id({**cell, "method": method})
         judged = [g for g in result.groups if g["name"] in truth]  # Psi counts the permuted groups only
@@ -301,7 +285,8 @@ def robustness_cell(config: dict[str, Any], cell: dict[str, Any]) -> CellResult:
         rows.append({
             "cell_id": row_id, "model": config["model"], "arch": ctx.loaded.meta.arch, "attack": attack,
             "level": level, "seed": seed, "method": method, "target": config["target"],
-            "psi": None if result.psi is None else float(result.psi), "error": float(error), "base_error": float(ctx.base_error),
+            "psi": None if result.psi is None else float(result.psi), "error": float(error),
+            "base_error": float(ctx.base_error),
             "collisions": int(sum(int(g.get("collisions") or 0) for g in judged)), "n_neurons": n_neurons,
             "n_groups": len(judged), "t_permute_s": t_permute, "t_perturb_s": t_perturb, "t_resync_s": t_resync,
             "t_total_s": t_permute + t_perturb + t_resync, "max_output_diff": float(permuted.max_output_diff),
@@ -317,7 +302,7 @@ def robustness_cell(config: dict[str, Any], cell: dict[str, Any]) -> CellResult:
 # ----------------------------------------------------------------- the whole sweep
 
 def check_setup(config: dict[str, Any]) -> float:
-    """Fail fast in the driver (model, data, recipe, target, core); returns the base error (%)."""
+    """Fail fast in the driver (model, data, recipe, target); returns the base error (%)."""
     if config["attack"] == "finetune":
         from ..io.modelfile import read_meta
 
