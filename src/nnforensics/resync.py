@@ -147,7 +147,7 @@ def _block_similarity(group: PermutationGroup, orig, rest, members_ok, cosine: b
             for b in range(n):
                 sim = (feats_o[a] @ feats_r[b].T).numpy()
                 rows, cols = linear_sum_assignment(sim, maximize=True)
-                total[a, b] += sim[rows, cols].sum() / (1 if not cosine else 1)
+                total[a, b] += sim[rows, cols].sum()
         weight += seg.n_units
     if fixed_members:
         flat = [Member(m.name, m.axis, m.index.reshape(n, -1)) for m, _ in fixed_members]

@@ -14,18 +14,32 @@ from nnforensics.io import load_model, read_meta
 from nnforensics.models.factory import create_model
 from nnforensics.utils.atomic import TMP_PREFIX
 
-COMMANDS = sorted(typer.main.get_command(app).commands)
+ROOT = typer.main.get_command(app)
+
+
+def _leaves(command, path=()):
+    """Paths of every runnable command, walking into groups such as ``watermark``."""
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            yield from _leaves(sub, (*path, name))
+    else:
+        yield path
+
+
+COMMANDS = sorted(" ".join(p) for p in _leaves(ROOT))
 DIGITS_MLP = ["--arch", "mlp", "--arch-arg", "width=0.25", "--data", "digits"]
 
 
 def _options(name: str) -> set[str]:
-    command = typer.main.get_command(app).commands[name]
+    command = ROOT
+    for word in name.split():
+        command = command.commands[word]
     return {opt for param in command.params for opt in param.opts}
 
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_command_has_help_json_and_quiet(run_cli, name):
-    result = run_cli(name, "--help")
+    result = run_cli(*name.split(), "--help")
     assert result.code == 0 and "Usage: nnf " + name in " ".join(result.out.split())
     assert {"--json", "--quiet", "--debug"} <= _options(name)
 

@@ -86,7 +86,8 @@ def permute_cmd(
     if json_out:
         print_json(payload)
     elif not quiet:
-        console.print(f"wrote {out}: {payload['groups']} groups ({payload['units']} units) permuted; "
+        plural = "" if payload["groups"] == 1 else "s"
+        console.print(f"wrote {out}: {payload['groups']} group{plural} ({payload['units']} units) permuted; "
                       f"largest output change {result.max_output_diff:.2e} (relative {result.relative_output_diff:.2e})")
 
 

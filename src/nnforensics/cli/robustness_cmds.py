@@ -13,12 +13,10 @@ from . import app
 from .common import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, console, print_json, table
 
 
-def _report(results_dir: Path, quiet: bool) -> str | None:
-    """Build the report if the report package is installed (returns its path)."""
-    try:
-        from ..report import build_report
-    except ImportError:
-        return None
+def _report(results_dir: Path, quiet: bool) -> str:
+    """Build the sweep's report (returns its path)."""
+    from ..report import build_report
+
     path = build_report(results_dir, quiet=quiet)
     info(f"report: {path}", quiet)
     return str(path)
@@ -57,6 +55,9 @@ def robustness_cmd(
     executor: Annotated[str, typer.Option("--executor", help="local (process pool) or ray.")] = "local",
     address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: a local instance).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Cells in parallel (1: in this process).")] = 1,
+    watermark_key: Annotated[Optional[Path], typer.Option(
+        "--watermark-key", help="Also record the watermark's BER: after the attack alone, after permutation + "
+                                "attack (raw) and after re-synchronization (paper Fig. 7).")] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Build the report at the end.")] = True,
     device: DeviceOpt = "cpu",
     json_out: JsonOpt = False,
@@ -69,7 +70,7 @@ def robustness_cmd(
     summary = run_robustness(model, data, attack, out, levels=levels, seeds=seeds, methods=methods, target=target,
                              limit_eval=limit_eval, global_prune=global_prune, fraction=fraction,
                              device=str(resolve_device(device)), executor=executor, workers=workers,
-                             address=address, quiet=quiet or json_out)
+                             address=address, quiet=quiet or json_out, watermark_key=watermark_key)
     report_path = _report(out, quiet or json_out) if report and summary.ran + summary.skipped > 0 else None
     if json_out:
         print_json({**summary.to_dict(), "results": str(out / "results.parquet"), "report": report_path})

@@ -17,7 +17,17 @@ from ..io.modelfile import check_model_output, save_model
 from ..utils.atomic import check_not_input
 from ..utils.progress import info
 from . import app
-from .common import ArchArgOpt, ArchOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, console, print_json, table
+from .common import (
+    ArchArgOpt,
+    ArchOpt,
+    DebugOpt,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    console,
+    print_json,
+    table,
+)
 from .loading import open_model
 
 watermark_app = typer.Typer(
@@ -40,15 +50,14 @@ KeyOutOpt = Annotated[Path, typer.Option("--key-out", help="Write the key here (
                                          "from the model; never overwritten).")]
 
 
-def _check_key_out(key_out: Path, inputs: list[Any]) -> None:
-    """A new key file must not replace an input, an output, or an existing key."""
+def _check_key_out(key_out: Path, model_out: Path, inputs: list[Any]) -> None:
+    """A new key file must not be the model output, an input, or an existing key."""
+    if key_out.resolve() == Path(model_out).resolve():
+        raise ConfigError(f"--key-out {str(key_out)!r} is also the model output; choose another file")
     check_not_input(key_out, inputs)
     if key_out.exists():
         raise ConfigError(f"key file {str(key_out)!r} already exists; a watermark key is the only way to read its "
                           f"model's mark, so it is never overwritten: delete it or choose another --key-out")
-    for item in inputs:  # check_not_input compares existing files; the model output does not exist yet
-        if item is not None and Path(item).resolve() == key_out.resolve():
-            raise ConfigError(f"--key-out {str(key_out)!r} is also the model output; choose another file")
 
 
 def _extract_line(label: str, result: dict[str, Any]) -> str:
@@ -83,7 +92,7 @@ def embed_cmd(
         "reproducible experiments).")] = None,
     arch: ArchOpt = None,
     arch_arg: ArchArgOpt = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -100,10 +109,16 @@ def embed_cmd(
     """
     from ..data.registry import load_dataset
     from ..training import Recipe
-    from ..watermark import detection_threshold, embed, embedding_recipe, make_key, save_key
+    from ..watermark import (
+        detection_threshold,
+        embed,
+        embedding_recipe,
+        make_key,
+        save_key,
+    )
 
     check_model_output(out, [model])
-    _check_key_out(key_out, [model, out])
+    _check_key_out(key_out, out, [model])
     if bits >= 1:
         detection_threshold(bits, fpr)  # a mark that could never be detected: say so before any work
     loaded = open_model(model, arch, arch_arg)
@@ -122,7 +137,8 @@ def embed_cmd(
                    fpr=fpr, seed=seed, device=device, quiet=quiet or json_out)
     save_key(key_out, key)  # first: a marked model whose key was lost could never be verified
     save_model(result.model, out, result.meta, inputs=[model])
-    payload = {"path": str(out), "key": str(key_out), **result.to_dict(), "note": note}
+    payload = {"path": str(out), "key": str(key_out), **result.to_dict()}
+    payload["notes"] = [note, *result.notes] if note else result.notes
     if json_out:
         print_json(payload)
         return
@@ -188,12 +204,18 @@ def verify_cmd(
     "unambiguous": %, "permuted_groups", "method"} (each {...} as `nnf watermark extract`).
     Example: nnf watermark verify suspect.safetensors --key key.json --original marked.safetensors
     """
-    from ..watermark import detection_threshold, load_key, verify
+    from ..errors import UnknownNameError
+    from ..resync import METHODS
+    from ..watermark import detection_threshold, key_weight, load_key, verify
 
+    if method not in METHODS:
+        raise UnknownNameError("method", method, METHODS)
     wm_key = load_key(key)
     detection_threshold(wm_key.n_bits, fpr)
     orig = open_model(original, arch, arch_arg)
     sus = open_model(suspect, arch, arch_arg)
+    for loaded in (orig, sus):  # a key that does not fit: say so before re-synchronizing
+        key_weight(loaded, wm_key)
     info("re-synchronizing the suspect to the original ...", quiet or json_out)
     result = verify(sus, orig, wm_key, method=method, fpr=fpr, quiet=quiet or json_out)
     payload = result.to_dict()
@@ -204,7 +226,8 @@ def verify_cmd(
             for label, r in (("as given", payload["raw"]), ("re-synchronized", payload["resynchronized"]))]
     console.print(table(f"watermark in {wm_key.layer!r} (threshold {payload['raw']['threshold']} bits at FPR {fpr:g})",
                         ["suspect", "BER %", "matched", "p-value", "detected"], rows))
-    console.print(f"{payload['permuted_groups']} groups were permuted; {payload['unambiguous']:.1f} % of neurons "
+    n = payload["permuted_groups"]
+    console.print(f"{n} group{'s were' if n != 1 else ' was'} permuted; {payload['unambiguous']:.1f} % of neurons "
                   f"matched unambiguously ({method}); verdict: "
                   + ("watermark DETECTED" if result.resynchronized.detected else "watermark not detected"))
 
@@ -221,7 +244,14 @@ def training_key(arch: str, arch_args: dict[str, Any], data: str, layer: str | N
     """
     from ..data.registry import dataset_info
     from ..models.factory import create_model
-    from ..watermark import DEFAULT_BITS, DEFAULT_STRENGTH, load_key, make_key, message_bits, save_key
+    from ..watermark import (
+        DEFAULT_BITS,
+        DEFAULT_STRENGTH,
+        load_key,
+        make_key,
+        message_bits,
+        save_key,
+    )
     from ..watermark.key import fit_bits
 
     if layer is None:
@@ -248,7 +278,7 @@ def training_key(arch: str, arch_args: dict[str, Any], data: str, layer: str | N
         key_weight(shape_model, key)
         info(f"resuming with the watermark key {key_out}", quiet)
         return key
-    _check_key_out(key_out, outputs)
+    _check_key_out(key_out, outputs[0], outputs[1:])
     key, note = make_key(shape_model, layer, bits, message=message, strength=strength)
     if note:
         info(f"note: {note}", quiet)

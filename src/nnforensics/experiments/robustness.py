@@ -119,6 +119,7 @@ def robustness_config(
     global_prune: bool = False,
     fraction: float | None = None,
     device: str = "cpu",
+    watermark_key: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The sweep's configuration (what identifies it: a results directory keeps one).
 
@@ -136,11 +137,11 @@ def robustness_config(
         raise ConfigError("--global applies only to the prune attack")
     if fraction is not None and (attack != "scale" or not 0 < fraction <= 1):
         raise ConfigError("--fraction applies only to the scale attack and must be in (0, 1]")
-    return {
+    config = {
         "kind": "robustness",
         "version": CONFIG_VERSION,
         "model": path.name,
-        "model_path": str(path.resolve()),
+        "_model_path": str(path.resolve()),  # where it is now; the sha256 identifies it
         "model_sha256": file_sha256(path),
         "data": data,
         "attack": attack,
@@ -153,6 +154,13 @@ def robustness_config(
         "fraction": fraction,
         "device": device,
     }
+    if watermark_key is not None:  # only when given, so sweeps without a mark keep their identity
+        key_path = Path(watermark_key)
+        if not key_path.is_file():
+            raise ConfigError(f"watermark key not found: {str(key_path)!r}")
+        config["watermark_key_sha256"] = file_sha256(key_path)
+        config["_watermark_key_path"] = str(key_path.resolve())
+    return config
 
 
 def robustness_cells(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -188,6 +196,7 @@ class _Context:
     permute_groups: list[str] | None
     heatmap_group: str
     device: torch.device
+    key: Any = None  # WatermarkKey when the sweep tracks a watermark
 
 
 @lru_cache(maxsize=2)
@@ -200,7 +209,7 @@ def _context(config_json: str) -> _Context:
 
     config = json.loads(config_json)
     device = resolve_device(config["device"])
-    loaded = load_model(config["model_path"], device=device)
+    loaded = load_model(config["_model_path"], device=device)
     test = load_dataset(config["data"], "test", limit=config["limit_eval"])
     norm = loaded.meta.normalization if loaded.meta.normalization is not None else test.info.normalization
     train = load_dataset(config["data"], "train") if config["attack"] == "finetune" else None
@@ -215,8 +224,25 @@ def _context(config_json: str) -> _Context:
     except (KeyError, LookupError):
         raise ConfigError(f"layer {heat_layer!r} has no permutation group (its neurons cannot be permuted); "
                           f"choose another --target") from None
+    key = _watermark_key(config, loaded.model, group_set, heatmap_group if target_layer else None)
     return _Context(loaded, norm, test, train, base_error, inputs, group_set, target_layer, permute_groups,
-                    heatmap_group, device)
+                    heatmap_group, device, key)
+
+
+def _watermark_key(config: dict[str, Any], model: Any, group_set: Any, target_group: str | None) -> Any:
+    """The sweep's watermark key, checked against the model (None without one)."""
+    if "_watermark_key_path" not in config:
+        return None
+    from ..watermark import key_weight, load_key
+
+    key = load_key(config["_watermark_key_path"])
+    key_weight(model, key)  # a key for another layer or shape fails here, before any cell
+    if target_group is not None and not any(
+            m.name == f"{key.layer}.weight" and m.axis != 0 for m in group_set[target_group].members):
+        raise ConfigError(f"the watermark lives in {key.layer!r}, whose inputs the target's group {target_group!r} "
+                          f"does not permute: the permutation would not touch the mark. Use the layer feeding "
+                          f"{key.layer!r} as --target, or no target")
+    return key
 
 
 def _clip(matrix: Any) -> np.ndarray:
@@ -272,6 +298,13 @@ def robustness_cell(config: dict[str, Any], cell: dict[str, Any]) -> CellResult:
     from ..training import evaluate
 
     error = evaluate(perturbed, ctx.test, normalization=ctx.normalization, device=ctx.device)["error"]
+    marks: dict[str, float] = {}
+    if ctx.key is not None:
+        from ..watermark import watermark_ber
+
+        # The same attack on the unpermuted model: what the attack alone does to the mark.
+        alone = perturb(copy.deepcopy(original), attack, level, seed=seed, inplace=True, **options).model
+        marks = {"ber_attack": watermark_ber(alone, ctx.key), "ber_raw": watermark_ber(perturbed, ctx.key)}
     truth = {name: list(perm) for name, perm in permuted.perms.items()}
     rows, group_rows = [], []
     for method in config["methods"]:
@@ -291,6 +324,7 @@ def robustness_cell(config: dict[str, Any], cell: dict[str, Any]) -> CellResult:
             "n_groups": len(judged), "t_permute_s": t_permute, "t_perturb_s": t_perturb, "t_resync_s": t_resync,
             "t_total_s": t_permute + t_perturb + t_resync, "max_output_diff": float(permuted.max_output_diff),
             "target_layer": ctx.target_layer, "data": config["data"],
+            **({**marks, "ber_resync": watermark_ber(result.model, ctx.key)} if marks else {}),
         })
         group_rows += [{"cell_id": row_id, "group": str(g["name"]), "size": int(g["size"]),
                         "psi": None if g.get("psi") is None else float(g["psi"]),
@@ -306,7 +340,7 @@ def check_setup(config: dict[str, Any]) -> float:
     if config["attack"] == "finetune":
         from ..io.modelfile import read_meta
 
-        meta = read_meta(config["model_path"])
+        meta = read_meta(config["_model_path"])
         if meta is None or not meta.recipe:
             raise ConfigError("fine-tuning resumes the model's training recipe, but the model's metadata records "
                               "none (train it with `nnf train`, or sweep another attack)")
@@ -344,6 +378,7 @@ def run_robustness(
     workers: int = 1,
     address: str | None = None,
     quiet: bool = False,
+    watermark_key: str | os.PathLike | None = None,
 ) -> SweepSummary:
     """Run (or resume) a robustness sweep; see the module docstring for what it writes.
 
@@ -351,7 +386,8 @@ def run_robustness(
         The engine's :class:`SweepSummary` (failed cells listed, not raised).
     """
     config = robustness_config(model, data, attack, levels=levels, seeds=seeds, methods=methods, target=target,
-                               limit_eval=limit_eval, global_prune=global_prune, fraction=fraction, device=device)
+                               limit_eval=limit_eval, global_prune=global_prune, fraction=fraction, device=device,
+                               watermark_key=watermark_key)
     ResultsDir(results_dir).check_config(config)  # refuse a foreign directory before any work
     check_setup(config)
     summary = run_sweep(results_dir, config, robustness_cells(config), robustness_cell, executor=executor,

@@ -130,6 +130,12 @@ def make_cell_id(params: Mapping[str, Any]) -> str:
 
 # ----------------------------------------------------------------- the results directory
 
+def _identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys that identify a sweep; keys starting with ``_`` only say where things are
+    (e.g. the model file's path, which differs between a laptop and a cluster)."""
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``key (there X, here Y)`` for every top-level key that differs."""
 
@@ -175,8 +181,9 @@ class ResultsDir:
         """Refuse a directory written by another configuration; True if it already has this one."""
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"results path {str(self.path)!r} is a file, not a directory")
-        wanted = json.loads(canonical_json(dict(config)))
+        wanted = _identity(json.loads(canonical_json(dict(config))))
         existing = self.read_config()
+        existing = _identity(existing) if existing is not None else None
         if existing is None and self.cells_dir.exists() and any(self.cells_dir.iterdir()):
             raise ConfigError(f"{str(self.path)!r} holds cell results but no {CONFIG_FILE}; refusing to mix "
                               f"runs (choose another results directory)")

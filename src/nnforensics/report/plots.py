@@ -215,7 +215,7 @@ def plot_watermark(sweeps: Sequence[Sweep]) -> Figure | None:
         return None
     cols = 1 if len(marked) == 1 else 2
     rows = math.ceil(len(marked) / cols)
-    fig = Figure(figsize=(6.0 * cols, 3.6 * rows + 0.8), layout="constrained")
+    fig = Figure(figsize=(max(8.0, 6.0 * cols), 3.6 * rows + 1.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, sharey=True, squeeze=False)).ravel()
     for ax, sweep in zip(axes, marked):
         style, axis = sweep.style, LevelAxis.of(sweep)
@@ -223,8 +223,13 @@ def plot_watermark(sweeps: Sequence[Sweep]) -> Figure | None:
         # The raw BER (after permutation, before re-synchronization) does not depend on the method.
         raw = sweep.rows.groupby(["level", "seed"])["ber_raw"].mean().groupby(level="level").agg(["mean", "std"])
         raw = raw.reindex(sweep.levels)
+        if "ber_attack" in sweep.rows.columns:  # the attack alone, no permutation
+            alone = sweep.rows.groupby(["level", "seed"])["ber_attack"].mean().groupby(level="level").agg(["mean", "std"])
+            alone = alone.reindex(sweep.levels)
+            ax.errorbar(axis.x(alone.index), alone["mean"], yerr=alone["std"].fillna(0), color="tab:green", marker="s",
+                        fillstyle="none", linestyle="-", capsize=3, label="attack only (no permutation)")
         ax.errorbar(axis.x(raw.index), raw["mean"], yerr=raw["std"].fillna(0), color="0.35", marker="x", linestyle="--",
-                    capsize=3, label="permuted (attack)")
+                    capsize=3, label="permuted + attack")
         for i, method in enumerate(sweep.methods):
             part = agg[agg["method"] == method]
             ax.errorbar(axis.x(part["level"]), part["ber_resync_mean"], yerr=part["ber_resync_std"].fillna(0),
@@ -242,10 +247,10 @@ def plot_watermark(sweeps: Sequence[Sweep]) -> Figure | None:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             labelled.setdefault(label, handle)
     fig.legend(list(labelled.values()), list(labelled.keys()), loc="outside lower center",
-               ncol=min(len(labelled), 4), fontsize=8, frameon=False)
+               ncol=min(len(labelled), 2 if cols == 1 else 4), fontsize=8, frameon=False)
     for ax in axes[: len(marked): cols]:
         ax.set_ylabel("watermark BER (%)  ↓")
     for ax in axes[len(marked):]:
         ax.set_visible(False)
-    fig.suptitle("Watermark (Uchida et al.) against the attacks: permuted vs re-synchronized", fontsize=11)
+    fig.suptitle("Watermark (Uchida et al.): attack alone, permuted + attack, re-synchronized (CA)", fontsize=11)
     return fig

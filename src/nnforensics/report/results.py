@@ -36,7 +36,8 @@ HEATMAP_KEYS = ("original", "permuted", "perturbed")
 RESULT_FILES = ("results.parquet", "results.csv")
 CELLS_DIR = "cells"
 FAILURES_DIR = "failures"
-#: Watermark columns (Fig. 7): BER % after the attack, and after re-synchronization.
+#: Watermark columns (Fig. 7): BER % after permutation + attack, and after re-synchronization
+#: (``ber_attack``, the attack alone without permutation, is optional).
 BER_COLUMNS = ("ber_raw", "ber_resync")
 
 

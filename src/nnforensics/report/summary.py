@@ -64,7 +64,10 @@ def _psi_sentence(sweep: Sweep, methods: list[str], levels: list, psi: list[floa
 def _watermark_sentences(sweep: Sweep, agg: pd.DataFrame) -> list[str]:
     at = sweep.style.level_text
     raw = float(sweep.rows["ber_raw"].mean())
-    out = [f"Watermark: after the attack (permutation) the bit error rate is {_pct(raw)} on average (50 % is chance)."]
+    out = [f"Watermark: after permutation + attack the bit error rate is {_pct(raw)} on average (50 % is chance)."]
+    if "ber_attack" in sweep.rows.columns:
+        out.append(f"The attack alone, without permutation, leaves it at {_pct(float(sweep.rows['ber_attack'].mean()))} "
+                   f"on average.")
     outcomes: dict[str, list[str]] = {}  # what re-synchronization achieved -> methods (one sentence each)
     for method in sweep.methods:
         ber = agg.loc[agg["method"] == method, ["level", "ber_resync_mean"]].dropna()

@@ -17,8 +17,14 @@ from ..permute import unwrap
 from ..training import Recipe, evaluate, train
 from ..utils.seeding import derive_seed
 from .key import WatermarkKey
-from .scheme import DEFAULT_FPR, ExtractResult, detection_threshold, extract, key_weight, watermark_loss
-
+from .scheme import (
+    DEFAULT_FPR,
+    ExtractResult,
+    detection_threshold,
+    extract,
+    key_weight,
+    watermark_loss,
+)
 
 # ----------------------------------------------------------------- embedding
 
@@ -125,9 +131,9 @@ def embed(
     after = evaluate(marked, eval_data, normalization=norm, device=device) if eval_data is not None else None
     marked.to("cpu").eval()
     result = extract(marked, key, fpr)
-    notes = [] if result.ber == 0 else [
+    notes = [] if result.ber == 0 else [(
         f"the mark is not fully embedded (BER {result.ber:.2f} %); fine-tune longer (epochs), "
-        f"or raise the learning rate or the strength"]
+        f"or raise the learning rate or the strength")]
     new_meta = None
     if meta is not None:  # the key (layer, bits, seed) is a secret: it is not recorded in the model
         entry: dict[str, Any] = {"op": "watermark", "epochs": chosen.epochs, "steps": run.steps,

@@ -177,8 +177,7 @@ def watermark_layer(model: nn.Module, layer: str) -> nn.Module:
     """The Conv/Linear module ``layer`` of ``model`` (:class:`UnknownNameError` listing the valid ones)."""
     layers = dict(weight_layers(model))
     if layer not in layers:
-        valid = [f"{name} {tuple(m.weight.shape)}" for name, m in layers.items()]
-        raise UnknownNameError("watermark layer", layer, valid)
+        raise UnknownNameError("watermark layer", layer, layers)
     return layers[layer]
 
 
@@ -200,9 +199,9 @@ def check_bit_count(n_bits: object, length: int, layer: str) -> int:
     if n_bits > length:
         raise ConfigError(
             f"{n_bits} bits cannot be embedded in layer {layer!r}: its averaged weight vector w has only "
-            f"{length} entries, and Uchida's scheme needs T <= len(w) so that the T projections X w are "
-            f"linearly independent and every bit can be set on its own; use at most {length} bits "
-            f"or a larger layer")
+            f"{length} entries, and Uchida's scheme needs T <= len(w): only then are the T rows of X "
+            f"linearly independent, so that every pattern of T bits (signs of X w) can be embedded; "
+            f"use at most {length} bits or a larger layer")
     return n_bits
 
 
@@ -345,9 +344,12 @@ def load_key(path: str | os.PathLike) -> WatermarkKey:
     key that would extract with another X is refused at once.
     """
     path = Path(path)
-    key = key_from_dict(_read_json(path), f"key file {str(path)!r}")
+    raw = _read_json(path)
+    key = key_from_dict(raw, f"key file {str(path)!r}")
     try:
-        key.matrix
+        _ = key.matrix  # regenerated and checked now, not at the first extraction
     except CorruptFileError as err:
-        raise CorruptFileError(f"key file {str(path)!r}: {err}") from None
+        writer = raw["matrix"].get("numpy")
+        raise CorruptFileError(f"key file {str(path)!r}: {err}"
+                               + (f" (numpy {writer})" if isinstance(writer, str) else "")) from None
     return key
