@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.utils.prune as torch_prune
 
 from nnforensics.errors import ConfigError, UnknownNameError
-from nnforensics.io import ModelMeta, load_model, save_model
+from nnforensics.io import ModelMeta, load_model
 from nnforensics.perturb import ATTACKS, perturb, quantize_tensor, validate_level
 
 

@@ -7,13 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import ConfigError
 from ..io.modelfile import save_model
 from ..utils.atomic import atomic_write_text, check_not_input
 from ..utils.progress import info
 from . import app
 from .common import ArchArgOpt, ArchOpt, DebugOpt, JsonOpt, OutOpt, QuietOpt, console, print_json, table
-from .loading import open_model
+from .loading import model_or_arch, open_model
 
 ModelArg = Annotated[Path, typer.Argument(help="Model file (.safetensors, or .pt/.pth with --arch).")]
 OriginalArg = Annotated[Path, typer.Argument(help="The original (owner's) model file.")]
@@ -33,7 +32,7 @@ def groups_cmd(
     """The model's permutation groups (the names --groups accepts)."""
     from ..permute import groups_of
 
-    loaded = _model_or_arch(model, arch, arch_arg)
+    loaded = model_or_arch(model, arch, arch_arg)
     gs = groups_of(loaded)
     rows = gs.summary()
     if json_out:
@@ -44,17 +43,6 @@ def groups_cmd(
                           (" ..." if len(r["members"]) > 6 else "")] for r in rows]))
     console.print(f"{len(rows)} groups, {gs.n_units} units; every group checked to preserve the function"
                   if gs.validated else f"{len(rows)} groups")
-
-
-def _model_or_arch(model, arch, arch_arg):
-    if model is not None:
-        return open_model(model, arch, arch_arg)
-    if arch is None:
-        raise ConfigError("give a model file or --arch NAME")
-    from ..models.factory import create_model
-    from ..models.registry import parse_arch_args
-
-    return create_model(arch, parse_arch_args(arch_arg))
 
 
 @app.command("permute")

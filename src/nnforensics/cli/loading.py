@@ -31,6 +31,18 @@ def open_model(path: Path | str, arch: str | None, arch_args: list[str] | None, 
     return load_model(path, arch=arch, arch_args=arch_args_for(arch, arch_args) or None, device=device)
 
 
+def model_or_arch(model: Path | str | None, arch: str | None, arch_args: list[str] | None) -> LoadedModel:
+    """A model file, or (without one) a freshly initialised ``--arch``: for commands that only
+    need the architecture (``layers``, ``groups``)."""
+    if model is not None:
+        return open_model(model, arch, arch_args)
+    if arch is None:
+        raise ConfigError("give a model file or --arch NAME (see `nnf models`)")
+    from ..models.factory import create_model
+
+    return create_model(arch, arch_args_for(arch, arch_args))
+
+
 def _imported(meta: ModelMeta) -> bool:
     """True when the metadata was made up on load (a state dict without nnforensics metadata)."""
     return bool(meta.history) and meta.history[0].get("op") == "import"

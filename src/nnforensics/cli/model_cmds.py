@@ -9,10 +9,9 @@ import torch
 import typer
 
 from ..data.registry import list_datasets, load_dataset
-from ..errors import ConfigError
 from ..io.modelfile import check_model_output, save_model
 from ..models.factory import create_model
-from ..models.registry import build_model, is_user_arch, list_models
+from ..models.registry import is_user_arch, list_models
 from ..training import Recipe, check_batch_size, evaluate
 from ..utils.device import resolve_device
 from . import app
@@ -29,7 +28,7 @@ from .common import (
     print_json,
     table,
 )
-from .loading import arch_args_for, check_data_fits, open_model
+from .loading import arch_args_for, check_data_fits, model_or_arch, open_model
 
 ModelOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output model file (.safetensors, written atomically).")]
 
@@ -193,12 +192,7 @@ def layers_cmd(
 
     Example: nnf layers --arch lenet   or   nnf layers model.safetensors --json
     """
-    if model is not None:
-        net = open_model(model, arch, arch_arg).model
-    elif arch is not None:
-        net = build_model(arch, **arch_args_for(arch, arch_arg))
-    else:
-        raise ConfigError("give a model file or --arch NAME (see `nnf models`)")
+    net = model_or_arch(model, arch, arch_arg).model
     rows = layer_rows(net)
     if json_out:
         print_json(rows)

@@ -12,7 +12,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
-from .labels import BLOCK_BASE, LabelState, Labels, Layer
+from .labels import LabelState, Labels, Layer
 
 aten = torch.ops.aten
 
@@ -488,7 +488,7 @@ class Propagator(fx.Interpreter):
         if not any(i is not None and d in owned for d, i in enumerate(indices)):
             # Indexing only data axes: labels are constant there; find where the owned axes went.
             probe = torch.arange(int(np.prod(shape))).reshape(shape)
-            picked = probe[tuple(indices)] if True else None
+            picked = probe[tuple(indices)]
             return self._from_probe(labels, shape, picked, n)
         return self._unsupported(n, "advanced indexing along a permutable axis")
 
@@ -691,7 +691,7 @@ class Propagator(fx.Interpreter):
         b = _bind(n)
         x, w, bias = b["input"], b["weight"], b["bias"]
         groups, transposed = int(b.get("groups") or 1), bool(b.get("transposed"))
-        lx, lw, sx, sw = self.lab(x), self.lab(w), self.shape(x), self.shape(w)
+        lx, lw, sx = self.lab(x), self.lab(w), self.shape(x)
         in_axis, out_axis = (0, 1) if transposed else (1, 0)
         if transposed and groups != 1:
             return self._unsupported(n, "grouped transposed convolution")
