@@ -124,6 +124,7 @@ def compare_cmd(
     suspect: SuspectArg,
     method: MethodOpt = "lap",
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Write the per-tensor table as CSV.")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report here.")] = None,
     arch: ArchOpt = None,
     arch_arg: ArchArgOpt = None,
     json_out: JsonOpt = False,
@@ -133,8 +134,9 @@ def compare_cmd(
     """Is the suspect a copy of the original? Verdict, similarity and a per-layer table."""
     from ..integrity import compare
 
-    if csv is not None:
-        check_not_input(csv, [original, suspect])
+    for output in (csv, report):
+        if output is not None:
+            check_not_input(output, [original, suspect])
     orig = open_model(original, arch, arch_arg)
     sus = open_model(suspect, arch, arch_arg)
     info("re-synchronizing and comparing ...", quiet or json_out)
@@ -143,6 +145,10 @@ def compare_cmd(
         import pandas as pd
 
         atomic_write_text(csv, pd.DataFrame(result.layers).to_csv(index=False))
+    if report is not None:
+        from ..report.compare import write_compare_report
+
+        write_compare_report(result, report, Path(original).name, Path(suspect).name)
     if json_out:
         print_json(result.to_dict())
         return
