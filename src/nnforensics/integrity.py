@@ -28,7 +28,7 @@ from .permute import groups_of, output_difference, resolve_inputs, unwrap
 from .resync import check_same_architecture, resync
 
 CHANGE_TOL = 1e-6  # relative L2 change below which a tensor counts as unchanged
-SIMILARITY_THRESHOLD = 0.5  # share of unambiguously matched neurons separating derived from unrelated
+SIMILARITY_THRESHOLD = 0.3  # share of clearly matched neurons separating derived from unrelated
 
 
 @dataclass
@@ -113,17 +113,26 @@ def _module(name: str) -> str:
 
 # --------------------------------------------------------------------- similarity
 
-def neuron_similarity(groups: list[dict[str, Any]]) -> float:
-    """Share of neurons (all groups) whose match is unambiguous: each is the other's best match.
+def neuron_similarity(similarities: dict[str, np.ndarray]) -> float:
+    """Share of neurons whose best match stands out of its row more than chance allows.
 
-    Measured on LeNet/MNIST: 1.00 for permuted, quantized, scaled or fine-tuned copies,
-    0.99 / 0.89 / 0.35 with Gaussian noise of 1 / 2 / 5 sigma, 0.81 after 90 % pruning,
-    0.18 for the same architecture trained from another seed.
+    For each original neuron, z = (best similarity - row mean) / row std; without any
+    correspondence the best of n values is expected near sqrt(2 ln n) standard deviations.
+    The share of neurons above that, over every group of at least 3 units. Measured on
+    models trained on MNIST (LeNet / narrow VGG-11-bn / narrow ResNet-18): 1.00 / 1.00 /
+    0.97 for permuted copies; 0.97 / 0.96 / 0.74 with noise of 2 sigma on every layer;
+    0.93 / 0.99 / 0.90 after 90 % pruning; 0.12 / 0.07 / 0.09 for the same architecture
+    trained from another seed.
     """
-    sized = [(g.get("unambiguous", 0.0) / 100.0, g["size"]) for g in groups if g["size"] >= 2]
-    if not sized:
-        return 1.0
-    return float(sum(s * n for s, n in sized) / sum(n for _, n in sized))
+    above, total = 0, 0
+    for sim in similarities.values():
+        n = len(sim)
+        if n < 3:
+            continue
+        z = (sim.max(1) - sim.mean(1)) / np.maximum(sim.std(1), 1e-12)
+        above += int(np.sum(z > np.sqrt(2 * np.log(n))))
+        total += n
+    return above / total if total else 1.0
 
 
 def compare(
@@ -145,7 +154,8 @@ def compare(
                   for k, v in o_tensors.items() if v.is_floating_point()]
         return CompareResult("identical", 1.0, layers, restored=sus_m)
     group_set = groups_of(original, inputs, group_set)
-    result = resync(original, suspect, method=method, example_inputs=inputs, group_set=group_set)
+    result = resync(original, suspect, method=method, example_inputs=inputs, group_set=group_set,
+                    capture=group_set.names())
     restored = state_tensors(result.model)
     permuted = sum(not np.array_equal(m, np.arange(len(m))) for m in result.maps.values())
     rows = []
@@ -161,7 +171,7 @@ def compare(
         row["kind"] = classify(row, any_companion) if row["changed"] else None
     weights_changed = [r for r in rows if r["changed"] and r["tensor"].endswith("weight")]
     kinds = Counter(r["kind"] for r in (weights_changed or [r for r in rows if r["changed"]]))
-    similarity = neuron_similarity(result.groups)
+    similarity = neuron_similarity(result.similarities)
     _, out_diff = output_difference(orig_m, result.model, inputs)
     if not kinds:
         verdict, kind = ("permuted" if permuted else "identical"), None
