@@ -180,6 +180,18 @@ def _confidence(sim: np.ndarray, mapping: np.ndarray) -> dict[str, float]:
     return {"margin": margin, "unambiguous": 100.0 * float(mutual.mean())}
 
 
+def unambiguous_share(groups: list[dict[str, Any]]) -> float:
+    """Share (0-100) of neurons, over groups of 2+ units, that are each other's best match.
+
+    ``groups`` are :attr:`ResyncResult.groups` rows. Needs no ground truth, so it is the
+    confidence a user sees when the attacker's permutation is unknown.
+    """
+    sized = [(g.get("unambiguous", 0.0), g["size"]) for g in groups if g["size"] >= 2]
+    if not sized:
+        return 100.0
+    return float(sum(s * n for s, n in sized) / sum(n for _, n in sized))
+
+
 def _rank_map(orig, rest, group: PermutationGroup, shapes) -> np.ndarray:
     members = _anchor(group, group.members, shapes)
     so = _features(orig, members, lambda m: m.index, cosine=False).sum(1).numpy()

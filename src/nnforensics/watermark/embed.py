@@ -198,8 +198,7 @@ def verify(
     """
     import numpy as np
 
-    from ..integrity import neuron_similarity
-    from ..resync import resync
+    from ..resync import resync, unambiguous_share
 
     detection_threshold(key.n_bits, fpr)
     key_weight(original, key)
@@ -208,4 +207,4 @@ def verify(
                     quiet=quiet)
     permuted = sum(not np.array_equal(m, np.arange(len(m))) for m in result.maps.values())
     return VerifyResult(raw, extract(result.model, key, fpr), method, int(permuted),
-                        100.0 * neuron_similarity(result.groups), result.seconds, result.model)
+                        unambiguous_share(result.groups), result.seconds, result.model)
