@@ -48,7 +48,8 @@ def robustness_cmd(
     methods: Annotated[Optional[str], typer.Option(
         "--methods", help="Comma-separated re-synchronization methods (default: lap,argmax,weight-matching,rank).")] = None,
     target: Annotated[Optional[str], typer.Option(
-        "--target", help="Permute and perturb only this layer (or penultimate); default: every group / layer.")] = None,
+        "--target", help="Permute and perturb only this layer (or penultimate); default: every group / layer. "
+                         "Fine-tuning and quantization always act on the whole model, as in the paper.")] = None,
     global_prune: Annotated[bool, typer.Option("--global", help="Prune with one threshold over all chosen layers.")] = False,
     fraction: Annotated[Optional[float], typer.Option("--fraction", help="scale: a random fraction of neurons.")] = None,
     limit_eval: Annotated[Optional[int], typer.Option("--limit-eval", help="Evaluate on the first N test images.")] = None,

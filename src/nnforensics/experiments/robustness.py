@@ -2,8 +2,8 @@
 
 For every level of one attack and every seed: permute the model (every permutation
 group, or only the target layer's group), perturb the same layers (every Conv/Linear
-layer, or the target layer; fine-tuning always resumes training of the whole model,
-as in the paper), measure the perturbed model's top-1 error, then re-synchronize it
+layer, or the target layer; fine-tuning always resumes training of the whole model and
+quantization always quantizes every Conv/Linear weight, as in the paper), measure the perturbed model's top-1 error, then re-synchronize it
 with every method and measure Psi against the true permutation.
 
 One sweep cell is one ``(level, seed)``: the permutation and the perturbation do not
@@ -286,6 +286,8 @@ def robustness_cell(config: dict[str, Any], cell: dict[str, Any]) -> CellResult:
     options: dict[str, Any] = {}
     if attack == "finetune":  # resumes training of the whole model, as in the paper
         options.update(data=ctx.train, meta=ctx.loaded.meta, device=ctx.device)
+    elif attack == "quantize":  # the paper quantizes the whole model (its error reaches ~88 % at 2 bits)
+        options["layers"] = None
     else:
         options["layers"] = [ctx.target_layer] if ctx.target_layer else None
     if attack == "prune":
