@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2 --timeout 900
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench results clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/resync_resnet50.py
+
+# The sweeps behind docs/results.md (about 3 hours on 2 CPU cores; resumable).
+results: $(STAMP)
+	NNF=$(BIN)/nnf bash benchmarks/paper_results.sh
 
 clean:
 	rm -rf $(VENV) nnf-demo .pytest_cache
