@@ -106,6 +106,20 @@ def test_quantization_acts_on_the_whole_model_even_with_a_target(trained_digits_
     assert rows["error"].iloc[0] == pytest.approx(error["all"])
 
 
+@pytest.mark.parametrize("target, companions", [("penultimate", ["layer4.0.conv2", "layer4.0.downsample.0"]),
+                                                ("layer4.1.conv1", [])])
+def test_a_target_sharing_the_residual_stream_is_flagged(tmp_path, run_cli, target, companions):
+    model = tmp_path / "resnet.safetensors"
+    assert run_cli("init", "--arch", "resnet18", "--arch-arg", "width=0.0625", "--data", "digits", "-o", model).code == 0
+    result = run_cli("robustness", model, "--data", "digits", "--attack", "noise", "--levels", "1", "--seeds", "1",
+                     "--methods", "lap", "--target", target, "--limit-eval", "20", "--no-report", "-o",
+                     tmp_path / "sweep", "--json")
+    assert result.code == 0, result.err
+    notes = result.json()["notes"]
+    assert len(notes) == (1 if companions else 0)
+    assert all(name in notes[0] for name in companions) if companions else True
+
+
 def test_finetune_sweep(trained_digits_model, tmp_path, run_cli):
     out = tmp_path / "finetune"
     result = run_cli("robustness", trained_digits_model, "--data", "digits", "--attack", "finetune", "--levels", "10",

@@ -45,6 +45,7 @@ from ..permute import permute
 from ..perturb import ATTACKS, perturb, validate_level
 from ..resync import METHODS, resync, similarity_matrix
 from ..utils.atomic import atomic_path
+from ..utils.progress import info
 from .sweep import CellResult, ResultsDir, SweepSummary, canonical_json, make_cell_id, run_sweep
 
 #: Levels of the paper's tables (Omega, Theta %, bits, pruned fraction, factor).
@@ -349,6 +350,30 @@ def check_setup(config: dict[str, Any]) -> float:
     return _context(canonical_json(config)).base_error
 
 
+TARGET_ONLY_ATTACKS = ("noise", "prune", "scale")  # the attacks that change the target layer alone
+
+
+def target_companions(config: dict[str, Any]) -> list[str]:
+    """Other Conv/Linear layers whose neurons share the target's permutation group.
+
+    With a target, noise, pruning and scaling change the target layer only, but the group is
+    permuted (and re-synchronized) as a whole: the companions' untouched weights then tell the
+    permutation away (in a ResNet, the penultimate conv shares the residual stream with every
+    block of its stage). Empty without a target or for whole-model attacks.
+    """
+    if not config["target"] or config["attack"] not in TARGET_ONLY_ATTACKS:
+        return []
+    ctx = _context(canonical_json(config))
+    modules = dict(ctx.loaded.model.named_modules())
+    names = []
+    for member in ctx.group_set[ctx.heatmap_group].members:
+        layer, _, param = member.name.rpartition(".")
+        if (param == "weight" and member.axis == 0 and layer != ctx.target_layer
+                and isinstance(modules.get(layer), (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))):
+            names.append(layer)
+    return names
+
+
 def write_heatmaps(results_dir: str | os.PathLike, config: dict[str, Any]) -> Path | None:
     """Copy the representative cell's matrices to ``heatmaps.npz`` (None if it has not run)."""
     store = ResultsDir(results_dir)
@@ -392,8 +417,18 @@ def run_robustness(
                                watermark_key=watermark_key)
     ResultsDir(results_dir).check_config(config)  # refuse a foreign directory before any work
     check_setup(config)
+    notes: list[str] = []
+    companions = target_companions(config)
+    if companions:
+        notes.append(f"the target {config['target']!r} shares its permutation group with {len(companions)} other "
+             f"layer(s) ({', '.join(companions[:3])}{', ...' if len(companions) > 3 else ''}) that {attack} leaves "
+             f"untouched; re-synchronization can read the permutation from them, so Psi will look better than the "
+             f"attack deserves (choose a layer that owns its neurons as --target)")
+    for note in notes:
+        info(f"warning: {note}", quiet)
     summary = run_sweep(results_dir, config, robustness_cells(config), robustness_cell, executor=executor,
                         workers=workers, address=address, quiet=quiet, description=f"robustness {attack}")
     write_heatmaps(results_dir, config)
+    summary.notes = notes
     return summary
 

@@ -298,6 +298,7 @@ class SweepSummary:
     ran: int
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # caveats about the configuration, for the user
 
     def raise_for_failures(self) -> None:
         if self.failed:
@@ -309,7 +310,7 @@ class SweepSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {"results_dir": str(self.results_dir), "total": self.total, "skipped": self.skipped,
-                "ran": self.ran, "failed": dict(self.failed), "seconds": self.seconds}
+                "ran": self.ran, "failed": dict(self.failed), "seconds": self.seconds, "notes": list(self.notes)}
 
 
 def _check_picklable(fn: CellFn, config: Mapping[str, Any]) -> None:
