@@ -17,15 +17,19 @@ for arch in vgg16_bn resnet18; do
 done
 
 # 2. Tables 1-4: permute one target layer, attack, re-synchronize (lap, argmax, rank).
-# VGG: the penultimate conv. ResNet: the last conv that owns its neurons (layer4.1.conv1); the
-# penultimate conv (layer4.1.conv2) shares its permutation group with the whole residual stream
-# of layer4, whose other, unperturbed layers would give the permutation away.
-target_of() { [ "$1" = resnet18 ] && echo layer4.1.conv1 || echo penultimate; }
+# The target is the penultimate conv, except for the ResNet under the attacks that change the
+# target layer alone (noise, pruning): its penultimate conv (layer4.1.conv2) shares its
+# permutation group with the whole residual stream of layer4, whose untouched layers would give
+# the permutation away, so there the target is the last conv that owns its neurons
+# (layer4.1.conv1). Fine-tuning and quantization change every layer of the group.
+target_of() {  # target_of ARCH ATTACK
+  case "$1:$2" in resnet18:noise|resnet18:prune) echo layer4.1.conv1 ;; *) echo penultimate ;; esac
+}
 sweep() {  # sweep ARCH ATTACK
   local levels=""
   [ "$2" = prune ] && levels="--levels 0,0.9,0.91,0.92,0.93,0.94,0.95,0.96,0.97,0.98,0.99"
   $NNF robustness "$OUT/$1-mnist.safetensors" --data mnist --attack $2 $levels --seeds 10 \
-    --methods lap,argmax,rank --target "$(target_of $1)" --workers 2 --quiet -o "$OUT/$1-$2"
+    --methods lap,argmax,rank --target "$(target_of $1 $2)" --workers 2 --quiet -o "$OUT/$1-$2"
 }
 for attack in noise prune quantize; do
   for arch in vgg16_bn resnet18; do sweep $arch $attack; done
