@@ -75,6 +75,21 @@ def attack_table(attack: str) -> list[str]:
     return lines
 
 
+def sweep_table(name: str, methods: tuple[str, ...] = METHODS) -> list[str]:
+    """One sweep directory as level x (Psi per method, error)."""
+    path = RESULTS / name / "results.parquet"
+    if not path.exists():
+        return ["(not run)", ""]
+    frame = pd.read_parquet(path)
+    head = ["level"] + [f"Ψ {m}" for m in methods] + ["err %"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for level in sorted(frame["level"].unique()):
+        at = frame[frame["level"] == level]
+        cells = [pm(at[at["method"] == m]["psi"]) if (at["method"] == m).any() else "–" for m in methods]
+        lines.append("| " + " | ".join([f"{level:g}", *cells, pm(at.drop_duplicates("seed")["error"])]) + " |")
+    return lines + ["", f"Seeds: {frame['seed'].nunique()}; `{name}` in the results directory.", ""]
+
+
 def watermark_table() -> list[str]:
     lines = ["| attack | level | BER attack alone | BER permuted + attack | BER after lap | BER after argmax | Ψ lap | err % |",
              "|---|---|---|---|---|---|---|---|"]
@@ -126,6 +141,8 @@ def main() -> None:
         tables += attack_table(attack)
     max_errors, max_ber = detection_limits()
     text = template.replace("{{TABLES}}", "\n".join(tables)).replace("{{WATERMARK}}", "\n".join(watermark_table()))
+    for name in ("vgg16_bn-noise-all", "resnet18-noise-all", "resnet18-noise-residual-stream"):
+        text = text.replace("{{" + name + "}}", "\n".join(sweep_table(name)))
     text = (text.replace("{{BASE_ERRORS}}", base_errors()).replace("{{MAX_ERRORS}}", max_errors)
             .replace("{{MAX_BER}}", max_ber))
     (ROOT / "docs" / "results.md").write_text(text, encoding="utf-8")
