@@ -53,13 +53,21 @@ for attack in noise finetune quantize prune; do
 done
 
 # 4. Noise on every layer, every group permuted (the attack the paper's Table 1 leaves out), 5 seeds.
+# Both networks are at chance from Omega = 1, so the low levels get a sweep of their own.
 for arch in vgg16_bn resnet18; do
   $NNF robustness "$OUT/$arch-mnist.safetensors" --data mnist --attack noise --seeds 5 \
     --methods lap,argmax,rank --workers 2 --quiet -o "$OUT/$arch-noise-all"
+  $NNF robustness "$OUT/$arch-mnist.safetensors" --data mnist --attack noise --levels 0.25,0.5,0.75 --seeds 5 \
+    --methods lap,argmax,rank --workers 2 --quiet -o "$OUT/$arch-noise-all-low"
 done
 
-# 5. The slowest sweep last.
+# 5. The pitfall the ResNet target avoids: noise on layer4.1.conv2 alone, whose group (the
+# residual stream of layer4) keeps its other layers untouched (nnf robustness warns about it).
+$NNF robustness "$OUT/resnet18-mnist.safetensors" --data mnist --attack noise --seeds 10 \
+  --methods lap,argmax,rank --target penultimate --workers 2 --quiet -o "$OUT/resnet18-noise-residual-stream"
+
+# 6. The slowest sweep last.
 sweep resnet18 finetune
 
-# 6. The page.
+# 7. The page.
 RESULTS="$OUT" "$PY" docs/make_results.py

@@ -76,18 +76,20 @@ def attack_table(attack: str) -> list[str]:
 
 
 def sweep_table(name: str, methods: tuple[str, ...] = METHODS) -> list[str]:
-    """One sweep directory as level x (Psi per method, error)."""
-    path = RESULTS / name / "results.parquet"
-    if not path.exists():
+    """Sweep directory ``name`` (and ``name-low``, its extra levels) as level x (Psi per method, error)."""
+    paths = [RESULTS / d / "results.parquet" for d in (name, f"{name}-low")]
+    frames = [pd.read_parquet(p) for p in paths if p.exists()]
+    if not frames:
         return ["(not run)", ""]
-    frame = pd.read_parquet(path)
+    frame = pd.concat(frames, ignore_index=True)
     head = ["level"] + [f"Ψ {m}" for m in methods] + ["err %"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for level in sorted(frame["level"].unique()):
         at = frame[frame["level"] == level]
         cells = [pm(at[at["method"] == m]["psi"]) if (at["method"] == m).any() else "–" for m in methods]
         lines.append("| " + " | ".join([f"{level:g}", *cells, pm(at.drop_duplicates("seed")["error"])]) + " |")
-    return lines + ["", f"Seeds: {frame['seed'].nunique()}; `{name}` in the results directory.", ""]
+    dirs = " and ".join(f"`{p.parent.name}`" for p in paths if p.exists())
+    return lines + ["", f"Seeds: {frame['seed'].nunique()}; {dirs} in the results directory.", ""]
 
 
 def watermark_table() -> list[str]:
