@@ -116,8 +116,10 @@ def test_a_target_sharing_the_residual_stream_is_flagged(tmp_path, run_cli, targ
                      tmp_path / "sweep", "--json")
     assert result.code == 0, result.err
     notes = result.json()["notes"]
-    assert len(notes) == (1 if companions else 0)
-    assert all(name in notes[0] for name in companions) if companions else True
+    if companions:
+        assert len(notes) == 1 and all(name in notes[0] for name in companions)
+    else:
+        assert notes == []
 
 
 def test_finetune_sweep(trained_digits_model, tmp_path, run_cli):

@@ -3,8 +3,9 @@
 For every level of one attack and every seed: permute the model (every permutation
 group, or only the target layer's group), perturb the same layers (every Conv/Linear
 layer, or the target layer; fine-tuning always resumes training of the whole model and
-quantization always quantizes every Conv/Linear weight, as in the paper), measure the perturbed model's top-1 error, then re-synchronize it
-with every method and measure Psi against the true permutation.
+quantization always quantizes every Conv/Linear weight, as in the paper), measure the
+perturbed model's top-1 error, then re-synchronize it with every method and measure Psi
+against the true permutation.
 
 One sweep cell is one ``(level, seed)``: the permutation and the perturbation do not
 depend on the method, so they are computed once and every method runs on the same
@@ -41,6 +42,7 @@ import torch
 
 from ..errors import ConfigError, UnknownNameError
 from ..graph import example_inputs_for, find_groups
+from ..models.layers import weight_layers
 from ..permute import permute
 from ..perturb import ATTACKS, perturb, validate_level
 from ..resync import METHODS, resync, similarity_matrix
@@ -364,14 +366,18 @@ def target_companions(config: dict[str, Any]) -> list[str]:
     if not config["target"] or config["attack"] not in TARGET_ONLY_ATTACKS:
         return []
     ctx = _context(canonical_json(config))
-    modules = dict(ctx.loaded.model.named_modules())
-    names = []
-    for member in ctx.group_set[ctx.heatmap_group].members:
-        layer, _, param = member.name.rpartition(".")
-        if (param == "weight" and member.axis == 0 and layer != ctx.target_layer
-                and isinstance(modules.get(layer), (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))):
-            names.append(layer)
-    return names
+    in_group = {(m.name, m.axis) for m in ctx.group_set[ctx.heatmap_group].members}
+    # a layer's neurons index axis 0 of its weight (axis 1 in transposed convolutions)
+    return [name for name, module in weight_layers(ctx.loaded.model)
+            if name != ctx.target_layer and (f"{name}.weight", int(getattr(module, "transposed", False))) in in_group]
+
+
+def _companions_note(config: dict[str, Any], companions: list[str]) -> str:
+    shown = ", ".join(companions[:3]) + (", ..." if len(companions) > 3 else "")
+    return (f"the target {config['target']!r} shares its permutation group with {len(companions)} other layer(s) "
+            f"({shown}) that {config['attack']} leaves untouched; re-synchronization can read the permutation "
+            f"from them, so Psi will look better than the attack deserves (choose a layer that owns its neurons "
+            f"as --target)")
 
 
 def write_heatmaps(results_dir: str | os.PathLike, config: dict[str, Any]) -> Path | None:
@@ -417,13 +423,7 @@ def run_robustness(
                                watermark_key=watermark_key)
     ResultsDir(results_dir).check_config(config)  # refuse a foreign directory before any work
     check_setup(config)
-    notes: list[str] = []
-    companions = target_companions(config)
-    if companions:
-        notes.append(f"the target {config['target']!r} shares its permutation group with {len(companions)} other "
-             f"layer(s) ({', '.join(companions[:3])}{', ...' if len(companions) > 3 else ''}) that {attack} leaves "
-             f"untouched; re-synchronization can read the permutation from them, so Psi will look better than the "
-             f"attack deserves (choose a layer that owns its neurons as --target)")
+    notes = [_companions_note(config, companions)] if (companions := target_companions(config)) else []
     for note in notes:
         info(f"warning: {note}", quiet)
     summary = run_sweep(results_dir, config, robustness_cells(config), robustness_cell, executor=executor,
