@@ -18,9 +18,9 @@ import torch
 
 from nnforensics.graph import find_groups
 from nnforensics.models.factory import create_model
-from nnforensics.permute import permute
-from nnforensics.perturb import perturb
-from nnforensics.resync import resync
+from nnforensics.permutation import permute
+from nnforensics.perturbation import perturb
+from nnforensics.resynchronization import resync
 
 
 def main() -> None:

@@ -11,10 +11,10 @@ from .models.factory import create_model  # noqa: E402
 from .data import load_dataset, list_datasets  # noqa: E402
 from .training import Recipe, evaluate, fit, train  # noqa: E402
 from .graph import GroupSet, PermutationGroup, example_inputs_for, find_groups  # noqa: E402
-from .permute import PermuteResult, permute  # noqa: E402
-from .resync import METHODS, ResyncResult, resync, similarity_matrix  # noqa: E402
+from .permutation import PermuteResult, permute  # noqa: E402
+from .resynchronization import METHODS, ResyncResult, resync, similarity_matrix  # noqa: E402
 from .integrity import CompareResult, compare  # noqa: E402
-from .perturb import perturb  # noqa: E402
+from .perturbation import perturb  # noqa: E402
 
 __all__ = [
     "CompareResult",

@@ -59,9 +59,9 @@ def run_demo(folder: str | Path = "nnf-demo", device: str = "auto", quiet: bool 
     """Run the whole story; ``say`` receives its narration. Returns the measured numbers."""
     from .data.registry import load_dataset
     from .integrity import compare
-    from .permute import permute
-    from .perturb import perturb
-    from .resync import resync
+    from .permutation import permute
+    from .perturbation import perturb
+    from .resynchronization import resync
     from .training import evaluate
 
     folder = Path(folder)
@@ -123,8 +123,8 @@ def run_demo(folder: str | Path = "nnf-demo", device: str = "auto", quiet: bool 
 def _watermark_story(folder: Path, loaded: LoadedModel, out: dict[str, Any], say: Callable[[str], None],
                      quiet: bool) -> tuple[Path, Path]:
     """Embed a 64-bit Uchida mark (cached), let the attacker permute it away, recover it."""
-    from .permute import permute
-    from .perturb import perturb
+    from .permutation import permute
+    from .perturbation import perturb
     from .watermark import embed, extract, load_key, make_key, save_key, verify
 
     marked_path, key_path = folder / "lenet-marked.safetensors", folder / "watermark-key.json"

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from .graph import GroupSet, state_tensors
-from .permute import groups_of, output_difference, resolve_inputs, unwrap
-from .resync import check_same_architecture, resync
+from .permutation import groups_of, output_difference, resolve_inputs, unwrap
+from .resynchronization import check_same_architecture, resync
 
 CHANGE_TOL = 1e-6  # relative L2 change below which a tensor counts as unchanged
 SIMILARITY_THRESHOLD = 0.3  # share of clearly matched neurons separating derived from unrelated

@@ -7,8 +7,8 @@ import torch
 
 from nnforensics.models import list_models
 from nnforensics.models.factory import create_model
-from nnforensics.permute import permute
-from nnforensics.resync import resync
+from nnforensics.permutation import permute
+from nnforensics.resynchronization import resync
 
 NAMES = [spec.name for spec in list_models()]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from nnforensics.integrity import compare
-from nnforensics.perturb import perturb
-from nnforensics.permute import permute
+from nnforensics.perturbation import perturb
+from nnforensics.permutation import permute
 
 from .trained import trained
 

@@ -9,8 +9,8 @@ import pytest
 from nnforensics.errors import ConfigError, CorruptFileError, ShapeMismatchError, UnknownNameError
 from nnforensics.io import save_model
 from nnforensics.models.factory import create_model
-from nnforensics.permute import load_truth, permute, save_truth
-from nnforensics.resync import resync
+from nnforensics.permutation import load_truth, permute, save_truth
+from nnforensics.resynchronization import resync
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nnforensics.perturb import perturb
-from nnforensics.permute import permute
-from nnforensics.resync import resync
+from nnforensics.perturbation import perturb
+from nnforensics.permutation import permute
+from nnforensics.resynchronization import resync
 
 from .trained import trained
 

@@ -8,8 +8,8 @@ import torch
 
 from nnforensics.errors import UnsupportedModelError
 from nnforensics.graph import find_groups
-from nnforensics.permute import permute
-from nnforensics.resync import resync
+from nnforensics.permutation import permute
+from nnforensics.resynchronization import resync
 
 from .archs import BertMini, Cumulative, DenseMini, GroupedMini, ResNetMini, Untraceable, ViTMHA, bert_inputs
 

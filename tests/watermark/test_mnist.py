@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnforensics.permute import permute
+from nnforensics.permutation import permute
 from nnforensics.watermark import extract, verify, watermark_ber
 
 from ..core.trained import trained

@@ -30,7 +30,7 @@ def groups_cmd(
     debug: DebugOpt = False,
 ) -> None:
     """The model's permutation groups (the names --groups accepts)."""
-    from ..permute import groups_of
+    from ..permutation import groups_of
 
     loaded = model_or_arch(model, arch, arch_arg)
     gs = groups_of(loaded)
@@ -59,7 +59,7 @@ def permute_cmd(
     debug: DebugOpt = False,
 ) -> None:
     """Randomly permute neurons without changing the network's function."""
-    from ..permute import permute, save_truth
+    from ..permutation import permute, save_truth
 
     check_not_input(out, [model])
     if truth_out is not None:
@@ -93,8 +93,8 @@ def resync_cmd(
     debug: DebugOpt = False,
 ) -> None:
     """Put the suspect's neurons back in the original's order (Find the Lady)."""
-    from ..permute import groups_of, load_truth
-    from ..resync import resync
+    from ..permutation import groups_of, load_truth
+    from ..resynchronization import resync
 
     if out is not None:
         check_not_input(out, [original, suspect, truth])

@@ -79,7 +79,7 @@ def perturb_cmd(
     debug: DebugOpt = False,
 ) -> None:
     """Perturb a model's weights (REFERENCE §1) and write the result with its history."""
-    from ..perturb import perturb
+    from ..perturbation import perturb
 
     attack, level = _chosen_attack({"noise": noise, "quantize": quantize, "prune": prune,
                                     "finetune": finetune, "scale": scale})

@@ -205,7 +205,7 @@ def verify_cmd(
     Example: nnf watermark verify suspect.safetensors --key key.json --original marked.safetensors
     """
     from ..errors import UnknownNameError
-    from ..resync import METHODS
+    from ..resynchronization import METHODS
     from ..watermark import detection_threshold, key_weight, load_key, verify
 
     if method not in METHODS:

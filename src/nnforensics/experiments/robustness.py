@@ -43,9 +43,9 @@ import torch
 from ..errors import ConfigError, UnknownNameError
 from ..graph import example_inputs_for, find_groups
 from ..models.layers import weight_layers
-from ..permute import permute
-from ..perturb import ATTACKS, perturb, validate_level
-from ..resync import METHODS, resync, similarity_matrix
+from ..permutation import permute
+from ..perturbation import ATTACKS, perturb, validate_level
+from ..resynchronization import METHODS, resync, similarity_matrix
 from ..utils.atomic import atomic_path
 from ..utils.progress import info
 from .sweep import CellResult, ResultsDir, SweepSummary, canonical_json, make_cell_id, run_sweep

@@ -15,7 +15,7 @@ Typical use::
 The sweep helper :func:`watermark_ber` returns the bit error rate (%) of a model.
 """
 
-from .embed import EmbedResult, VerifyResult, embed, embedding_recipe, verify
+from .embedding import EmbedResult, VerifyResult, embed, embedding_recipe, verify
 from .key import (
     DEFAULT_BITS,
     DEFAULT_STRENGTH,

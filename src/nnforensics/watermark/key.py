@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from ..errors import ConfigError, CorruptFileError, UnknownNameError
 from ..models.layers import weight_layers
-from ..perturb import output_axis
+from ..perturbation import output_axis
 from ..utils.atomic import atomic_write_text
 from ..utils.seeding import numpy_rng
 
@@ -227,7 +227,7 @@ def make_key(
     Returns:
         ``(key, note)``; ``note`` says how the message was padded or truncated (else None).
     """
-    from ..permute import unwrap
+    from ..permutation import unwrap
 
     module, _ = unwrap(model)
     layer_module = watermark_layer(module, layer)

@@ -35,7 +35,7 @@ from scipy.stats import binom
 
 from ..errors import ConfigError, InvalidWeightsError, ShapeMismatchError
 from ..models.layers import weight_layers
-from ..permute import unwrap
+from ..permutation import unwrap
 from .key import WatermarkKey
 
 DEFAULT_FPR = 1e-6

@@ -12,7 +12,7 @@ import torch.nn.utils.prune as torch_prune
 
 from nnforensics.errors import ConfigError, UnknownNameError
 from nnforensics.io import ModelMeta, load_model
-from nnforensics.perturb import ATTACKS, perturb, quantize_tensor, validate_level
+from nnforensics.perturbation import ATTACKS, perturb, quantize_tensor, validate_level
 
 
 class Tiny(nn.Module):

@@ -26,7 +26,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .errors import ConfigError, ShapeMismatchError, UnknownNameError
 from .graph import GroupSet, Member, PermutationGroup, apply_group, state_tensors
-from .permute import groups_of, resolve_inputs, unwrap
+from .permutation import groups_of, resolve_inputs, unwrap
 from .utils.progress import track
 from .utils.seeding import numpy_rng
 

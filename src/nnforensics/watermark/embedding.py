@@ -13,7 +13,7 @@ import torch.nn as nn
 from ..data.registry import ArrayDataset, load_dataset
 from ..errors import ConfigError
 from ..io.meta import ModelMeta
-from ..permute import unwrap
+from ..permutation import unwrap
 from ..training import Recipe, evaluate, train
 from ..utils.seeding import derive_seed
 from .key import WatermarkKey
@@ -191,14 +191,14 @@ def verify(
         suspect, original: same architecture (``nn.Module`` or loaded models; the
             original's metadata gives the input shape unless ``example_inputs``).
         key: the owner's key (for the original's layer).
-        method: re-synchronization method (:data:`nnforensics.resync.METHODS`).
+        method: re-synchronization method (:data:`nnforensics.resynchronization.METHODS`).
 
     Returns:
         :class:`VerifyResult` with the raw and re-synchronized extractions.
     """
     import numpy as np
 
-    from ..resync import resync, unambiguous_share
+    from ..resynchronization import resync, unambiguous_share
 
     detection_threshold(key.n_bits, fpr)
     key_weight(original, key)
