@@ -233,3 +233,34 @@ def write_csaw_h5(path: Path, data: np.ndarray, label: np.ndarray, **attrs) -> P
         for key, value in attrs.items():
             f.attrs[key] = value
     return path
+
+
+def write_blank_png(path: Path, width: int, height: int) -> Path:
+    """A valid 1-bit grayscale PNG of any size, written row by row (a 12000x12000 one is ~20 KB).
+
+    Nothing the size of the image is ever held in memory: the zlib stream of blank
+    rows is produced in chunks, so tests can craft "decompression bombs" cheaply.
+    """
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte "none", then the packed bits
+    deflate = zlib.compressobj(9)
+    idat = b"".join(deflate.compress(row * min(1024, height - start)) for start in range(0, height, 1024))
+    idat += deflate.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, grayscale
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def write_gz_stream(path: Path, head: bytes, zeros: int) -> Path:
+    """``head`` followed by ``zeros`` zero bytes, gzip-compressed without holding them in memory."""
+    with gzip.open(path, "wb") as out:
+        out.write(head)
+        block = bytes(1024**2)
+        for start in range(0, zeros, len(block)):
+            out.write(block[: min(len(block), zeros - start)])
+    return path

@@ -109,3 +109,11 @@ def test_tiny_file_names_the_empty_split(tmp_path):
     np.savez(path, x=np.zeros((3, 1, 2, 2), np.uint8), y=np.array([0, 1, 2]))
     with pytest.raises(DataError, match="leave the val split empty.*--split all"):
         load_dataset(f"npz:{path}", "val")
+
+
+@pytest.mark.parametrize("mean, std", [([0.5], [float("nan")]), ([float("inf")], [0.3]), ([0.5], [0.0])])
+def test_unusable_normalisation_in_the_archive_is_refused(tmp_path, mean, std):
+    path = tmp_path / "bad-norm.npz"
+    np.savez(path, x=np.zeros((20, 4, 4), np.uint8), y=np.arange(20) % 2, mean=np.array(mean), std=np.array(std))
+    with pytest.raises(DataError, match="std must be|must be finite"):
+        load_dataset(f"npz:{path}", "test")

@@ -13,7 +13,9 @@ Each batch file is a Python 2 pickle of a dict with ``b"data"`` (N, 3072) uint8
 (1024 red, 1024 green, 1024 blue values, row-major 32x32) and ``b"labels"`` (CIFAR-100:
 ``b"fine_labels"``; the coarse labels are ignored). The pickles are parsed with
 :func:`~.safe_pickle.load_data_pickle`, which refuses anything but arrays, lists,
-dicts and strings.
+dicts and strings. Sizes are checked before reading: a batch file, or the
+members of an archive as its tar headers declare them, must stay within
+``NNF_MAX_DATA_BYTES`` (:mod:`.limits`).
 
 Splits: ``test`` = the official 10,000 test images; ``val`` = the last 5,000 images
 of the official 50,000 training images (at most 1/10 of a smaller set); ``train`` =
@@ -31,6 +33,7 @@ import numpy as np
 
 from ..errors import CorruptFileError, DataError
 from .cache import cached, file_signature
+from .limits import check_size
 from .registry import ArrayDataset, DatasetEntry, DatasetInfo, register_dataset
 from .safe_pickle import load_data_pickle
 from .splits import holdout_size
@@ -140,6 +143,7 @@ def locate(path: str, fmt: CifarFormat) -> tuple[str, Path]:
 
 def _batch_from_file(path: Path, fmt: CifarFormat) -> tuple[np.ndarray, np.ndarray]:
     try:
+        check_size(path.stat().st_size, repr(str(path)), "the batch file")
         raw = path.read_bytes()
     except OSError as err:
         raise DataError(f"cannot read {str(path)!r}: {err}") from None
@@ -175,6 +179,7 @@ def _read_archive(archive: Path, fmt: CifarFormat) -> dict[str, object]:
     wanted = {*fmt.train_files, *fmt.test_files, fmt.meta_file}
     members: dict[str, bytes] = {}
     what = repr(str(archive))
+    declared = 0
     try:
         with tarfile.open(archive, mode="r|*") as tar:
             for member in tar:
@@ -183,6 +188,8 @@ def _read_archive(archive: Path, fmt: CifarFormat) -> dict[str, object]:
                     continue
                 if base in members:
                     raise DataError(f"{what} holds {base} twice; expected one {fmt.folder}/ folder")
+                declared += member.size  # checked before the member is decompressed
+                check_size(declared, what, f"the members up to {member.name!r}")
                 handle = tar.extractfile(member)
                 members[base] = handle.read() if handle is not None else b""
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:

@@ -33,8 +33,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import CorruptFileError, DataError
+from ..errors import DataError
+from ..io.h5safe import check_dataset, declared_nbytes, get_object, open_h5, read_attr, read_dataset
 from .cache import cached, file_signature
+from .limits import check_size, max_data_bytes, reading
 from .registry import ArrayDataset, DatasetEntry, DatasetInfo, register_dataset
 from .splits import pick_split
 from .validate import DataWarning, as_labels, as_pixels, make_dataset, to_nchw
@@ -48,33 +50,53 @@ _LABEL_KEYS = ("label", "labels")
 
 
 def read_h5_file(path: Path) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """One file -> pixels (N, C, H, W) uint8 or float32 in [0, 1], labels (N,), ``num_classes`` attribute."""
+    """One file -> pixels (N, C, H, W) uint8 or float32 in [0, 1], labels (N,), ``num_classes`` attribute.
+
+    Read through :mod:`nnforensics.io.h5safe`: external links, external storage and
+    virtual datasets are refused, and declared sizes are checked against the stored
+    data and :func:`~.limits.max_data_bytes` before anything is read.
+    """
     where = repr(str(path))
-    try:
-        with h5py.File(path, "r") as f:
-            label_key = next((k for k in _LABEL_KEYS if k in f), None)
-            if "data" not in f or label_key is None:
-                raise DataError(f"{where}: expected datasets 'data' and 'label', found {sorted(f.keys())}")
-            if not isinstance(f["data"], h5py.Dataset) or not isinstance(f[label_key], h5py.Dataset):
-                raise DataError(f"{where}: 'data' and {label_key!r} must be datasets, not groups")
-            data, labels = f["data"][()], f[label_key][()]
-            num_classes = f.attrs.get("num_classes")
-    except OSError as err:
-        raise CorruptFileError(f"{where} is not a readable HDF5 file (truncated or corrupt): {err}") from None
-    x = to_nchw(np.asarray(data), where)
-    if x.size and x.dtype.kind == "f" and np.isfinite(x).all() and 0 < float(x.max()) <= 1.0:
-        warnings.warn(f"{where}: pixel values are at most 1; h5 data are read as 0..255 and divided by 255, "
-                      f"so these images will be nearly black (store 0..255 values)", DataWarning, stacklevel=3)
-    x = as_pixels(x, where, float_scale=255)
-    y = as_labels(labels, f"{where} ({label_key!r})")
+    with reading(where):
+        data, labels, label_key, num_classes = _read_arrays(path, where)
+        x = to_nchw(np.asarray(data), where)
+        if x.size and x.dtype.kind == "f" and np.isfinite(x).all() and 0 < float(x.max()) <= 1.0:
+            warnings.warn(f"{where}: pixel values are at most 1; h5 data are read as 0..255 and divided by 255, "
+                          f"so these images will be nearly black (store 0..255 values)", DataWarning, stacklevel=3)
+        x = as_pixels(x, where, float_scale=255)
+        y = as_labels(labels, f"{where} ({label_key!r})")
     if len(x) != len(y):
         raise DataError(f"{where}: {len(x)} images but {len(y)} labels")
-    if num_classes is not None:
-        value = np.asarray(num_classes)
-        if value.shape != () or value.dtype.kind not in "iu" or int(value) < 1:
-            raise DataError(f"{where}: attribute num_classes must be a positive integer, got {num_classes!r}")
-        num_classes = int(value)
-    return x, y, num_classes
+    return x, y, _checked_num_classes(num_classes, where)
+
+
+def _read_arrays(path: Path, where: str) -> tuple[np.ndarray, np.ndarray, str, object]:
+    """Raw ``data``, labels, the label key and the ``num_classes`` attribute (or None), all checked."""
+    with open_h5(path) as f:
+        names = set(f.keys())  # link names only: nothing is followed yet
+        label_key = next((k for k in _LABEL_KEYS if k in names), None)
+        if "data" not in names or label_key is None:
+            raise DataError(f"{where}: expected datasets 'data' and 'label', found {sorted(names)}")
+        objects = [get_object(f, key, where) for key in ("data", label_key)]
+        if not all(isinstance(obj, h5py.Dataset) for obj in objects):
+            raise DataError(f"{where}: 'data' and {label_key!r} must be datasets, not groups")
+        for obj in objects:
+            check_dataset(obj, where)
+        bound = max_data_bytes()
+        check_size(sum(declared_nbytes(obj) for obj in objects), where,
+                   f"'data' {objects[0].shape} {objects[0].dtype} with {label_key!r}")
+        data, labels = (read_dataset(obj, where, bound) for obj in objects)
+        num_classes = read_attr(f, "num_classes", where, bound)
+    return data, labels, label_key, num_classes
+
+
+def _checked_num_classes(value: object, where: str) -> int | None:
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.shape != () or arr.dtype.kind not in "iu" or int(arr) < 1:
+        raise DataError(f"{where}: attribute num_classes must be a positive integer, got {value!r}")
+    return int(arr)
 
 
 def _load(path: Path) -> tuple[np.ndarray, np.ndarray, int | None]:

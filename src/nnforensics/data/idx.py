@@ -14,14 +14,17 @@ smaller file); ``train`` = the rest.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from ..errors import CorruptFileError, DataError
 from .cache import cached, file_signature
+from .limits import check_deflate_ratio, check_size, read_exact, reading
 from .registry import ArrayDataset, DatasetInfo
 from .splits import holdout_size
 from .validate import as_labels, make_dataset
@@ -37,6 +40,11 @@ MNIST_VAL_SIZE = 10_000
 def read_idx(path: Path) -> np.ndarray:
     """Parse one idx file (gzip-compressed when the name ends in ``.gz``).
 
+    The header (4 + 4 * ndim bytes) is read first, even from a gzip stream; the
+    declared size is checked against :func:`~.limits.max_data_bytes` and against
+    what the file can hold, then the data are read incrementally: a stream holding
+    more or fewer bytes than declared is refused without being decompressed whole.
+
     Returns:
         The array with the shape and dtype the header declares (big-endian types
         converted to native order).
@@ -44,29 +52,50 @@ def read_idx(path: Path) -> np.ndarray:
     Raises:
         CorruptFileError: unreadable, bad magic number, or a byte count that does
             not match the header (truncated or padded).
+        DataError: the header declares more than the bound.
     """
     path = Path(path)
+    where = repr(str(path))
+    compressed = path.suffix == ".gz"
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as handle:
-                data = handle.read()
-        else:
-            data = path.read_bytes()
+        with reading(where), (gzip.open(path, "rb") if compressed else open(path, "rb")) as handle:
+            dims, dtype = _read_header(handle, where)
+            nbytes = math.prod(dims) * dtype.itemsize
+            _check_declared(path, dims, nbytes, 4 + 4 * len(dims), compressed, where)
+            data = read_exact(handle, nbytes, where)
+            if handle.read(1):
+                raise CorruptFileError(f"{where} is truncated or corrupt: it holds more data than the "
+                                       f"{nbytes} bytes its header promises for shape {dims}")
     except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
-        raise CorruptFileError(f"cannot read idx file {str(path)!r} (truncated or corrupt): {err}") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
-        raise CorruptFileError(f"{str(path)!r} is not an idx file (bad magic number)")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise CorruptFileError(f"{str(path)!r} is truncated or corrupt (header)")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    dtype = np.dtype(_DTYPES[data[2]])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    if len(data) - header != expected:
-        raise CorruptFileError(f"{str(path)!r} is truncated or corrupt: {len(data) - header} data bytes, "
-                               f"the header promises {expected} for shape {dims}")
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+        raise CorruptFileError(f"cannot read idx file {where} (truncated or corrupt): {err}") from None
+    arr = data.view(dtype).reshape(dims)
+    if not dtype.isnative:
+        arr = arr.byteswap(inplace=True).view(dtype.newbyteorder("="))  # our own buffer: no copy
+    return arr
+
+
+def _read_header(handle: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(dims, dtype) from the magic number and the dimensions that follow it."""
+    magic = handle.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _DTYPES:
+        raise CorruptFileError(f"{where} is not an idx file (bad magic number)")
+    ndim = magic[3]
+    raw_dims = handle.read(4 * ndim)
+    if ndim == 0 or len(raw_dims) < 4 * ndim:
+        raise CorruptFileError(f"{where} is truncated or corrupt (header)")
+    return struct.unpack(f">{ndim}I", raw_dims), np.dtype(_DTYPES[magic[2]])
+
+
+def _check_declared(path: Path, dims: tuple[int, ...], nbytes: int, header: int, compressed: bool,
+                    where: str) -> None:
+    """Refuse a declared size over the bound, or one that the file on disk cannot hold."""
+    check_size(nbytes, where, f"the idx header (shape {dims})")
+    size = path.stat().st_size
+    if compressed:
+        check_deflate_ratio(nbytes, size, where, f"the header (shape {dims})")
+    elif size - header != nbytes:
+        raise CorruptFileError(f"{where} is truncated or corrupt: {size - header} data bytes, "
+                               f"the header promises {nbytes} for shape {dims}")
 
 
 def _candidates(stem: str) -> list[str]:

@@ -25,7 +25,11 @@ how many were resized; resize the images yourself beforehand to control this.
 Normalisation: the ImageNet constants (grayscale: their channel means); augmentation:
 random crop (padding = 1/8 of the shorter side, 4 px at 32 px) and horizontal flip.
 The whole tree is decoded into memory (uint8): fine for CIFAR/Tiny-ImageNet-sized
-data, not for ImageNet itself.
+data, not for ImageNet itself. **Bounds**, checked from the headers before any image
+is decoded: each image at most ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (Pillow's
+decompression-bomb limit, ~89 million), the decoded tree at most
+``NNF_MAX_DATA_BYTES`` (:mod:`.limits`). Warnings Pillow raises while decoding are
+reported as one :class:`~.validate.DataWarning`.
 """
 
 from __future__ import annotations
@@ -40,9 +44,10 @@ import numpy as np
 
 from ..errors import CorruptFileError, DataError
 from .cache import cached, file_signature
+from .limits import check_size, reading
 from .registry import ArrayDataset, DatasetEntry, DatasetInfo, register_dataset
 from .splits import pick_split
-from .validate import DataWarning, make_dataset
+from .validate import DataWarning, library_warnings, make_dataset
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -128,13 +133,37 @@ def scan_tree(root: Path) -> Tree:
 # ----------------------------------------------------------------- decoding
 
 def _header(path: Path) -> tuple[tuple[int, int], str]:
+    """(width, height) and mode from the image header; refused when too large to decode.
+
+    Pillow reads only the header here. Its decompression-bomb warning is replaced
+    by our own check (:func:`_check_image_size`), its error by a :class:`DataError`.
+    """
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
-            return img.size, img.mode
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                size, mode = img.size, img.mode
+    except Image.DecompressionBombError as err:
+        raise DataError(f"{str(path)!r}: image too large to decode safely: {err}") from None
     except Exception as err:  # noqa: BLE001 - Pillow raises UnidentifiedImageError, OSError, SyntaxError
         raise CorruptFileError(f"{str(path)!r} is not a readable image: {type(err).__name__}: {err}") from None
+    _check_image_size(path, size)
+    return size, mode
+
+
+def _check_image_size(path: Path, size: tuple[int, int]) -> None:
+    """Refuse an image over Pillow's pixel limit or whose decoding would exceed the data bound."""
+    from PIL import Image
+
+    pixels = size[0] * size[1]
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and pixels > limit:
+        raise DataError(f"{str(path)!r}: image is {size[0]}x{size[1]} ({pixels:,} pixels), more than the "
+                        f"{int(limit):,} pixels decoded per image (PIL.Image.MAX_IMAGE_PIXELS); "
+                        f"resize it, or raise that limit if you trust the file")
+    check_size(4 * pixels, repr(str(path)), f"a {size[0]}x{size[1]} image")  # Pillow holds 4 bytes per pixel
 
 
 def _target_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
@@ -147,7 +176,7 @@ def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        with reading(repr(str(path))), Image.open(path) as img:
             img = img.convert("RGBA" if img.mode == "P" and "transparency" in img.info else img.mode)
             img = img.convert(mode)
             if img.size != size:
@@ -162,7 +191,8 @@ def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
 def decode_tree(tree: Tree) -> dict[str, object]:
     """Decode every image: ``{role: (x (N, C, H, W) uint8, y (N,))}``, plus the common ``size``."""
     all_files = [f for files, _ in tree.parts.values() for f in files]
-    headers = [_header(f) for f in all_files]
+    with library_warnings(f"imagefolder {str(tree.root)!r}"):
+        headers = [_header(f) for f in all_files]
     refused = [(f, m) for f, (_, m) in zip(all_files, headers) if m in _REFUSED_MODES]
     if refused:
         raise DataError(f"imagefolder: {str(refused[0][0])!r} has mode {refused[0][1]} (16-bit or float); "
@@ -176,9 +206,13 @@ def decode_tree(tree: Tree) -> dict[str, object]:
         warnings.warn(f"imagefolder {str(tree.root)!r}: images have {len(set(sizes))} different sizes; resizing "
                       f"{n_other} of {len(sizes)} images to the most common size {size[0]}x{size[1]} (bilinear). "
                       f"Resize them beforehand to choose the size yourself.", DataWarning, stacklevel=4)
+    channels = 1 if mode == "L" else 3
+    check_size(len(all_files) * channels * size[0] * size[1], f"imagefolder {str(tree.root)!r}",
+               f"{len(all_files)} images of {channels}x{size[1]}x{size[0]}")
     out: dict[str, object] = {"size": size}
-    for role, (files, labels) in tree.parts.items():
-        out[role] = (np.stack([_decode(f, mode, size) for f in files]), labels)
+    with library_warnings(f"imagefolder {str(tree.root)!r}"):
+        for role, (files, labels) in tree.parts.items():
+            out[role] = (np.stack([_decode(f, mode, size) for f in files]), labels)
     return out
 
 

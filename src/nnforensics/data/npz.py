@@ -1,8 +1,9 @@
 """Images and labels in a numpy ``.npz`` archive (``--data npz:FILE``).
 
-Read with ``numpy.load(..., allow_pickle=False)``: an archive holding object
-arrays (which would need pickle) is refused with
-:class:`~nnforensics.errors.UnsafeFileError`.
+Read by :mod:`.safe_npz` (never pickle): an archive holding object arrays is
+refused with :class:`~nnforensics.errors.UnsafeFileError`, and declared sizes are
+checked against the data present and ``NNF_MAX_DATA_BYTES`` (:mod:`.limits`)
+before anything is decompressed.
 
 Keys, one of two layouts:
 
@@ -21,51 +22,23 @@ no normalisation).
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
-from ..errors import ConfigError, CorruptFileError, DataError, UnsafeFileError
+from ..errors import ConfigError, DataError
 from .cache import cached, file_signature
+from .limits import reading
 from .registry import ArrayDataset, DatasetEntry, DatasetInfo, register_dataset
+from .safe_npz import read_npz_arrays
 from .splits import pick_split
 from .validate import as_labels, as_pixels, make_dataset, to_nchw
-
-
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array of the archive, loaded eagerly so that errors surface here."""
-    where = repr(str(path))
-    with open(path, "rb") as handle:  # our handle: np.load leaks its own when the zip is corrupt
-        magic = handle.read(6)
-        if magic.startswith(b"\x93NUMPY"):
-            raise DataError(f"{where} is a single .npy array; expected an .npz archive with keys x and y")
-        if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-            raise CorruptFileError(f"{where} is not an .npz archive (no zip signature)")
-        handle.seek(0)
-        return _read_members(handle, where)
-
-
-def _read_members(handle: BinaryIO, where: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(handle, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except ValueError as err:
-        if "allow_pickle" in str(err):
-            raise UnsafeFileError(f"{where} holds object arrays, which only pickle can read; refusing. "
-                                  f"Store numeric arrays (and strings as fixed-width unicode).") from None
-        raise CorruptFileError(f"{where} is not a readable .npz archive: {err}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, KeyError) as err:
-        raise CorruptFileError(f"{where} is not a readable .npz archive (truncated or corrupt): "
-                               f"{type(err).__name__}: {err}") from None
 
 
 def _load(path: Path) -> dict[str, object]:
     """Validated arrays: ``{"parts": {role: (x, y)}, "info": {...}}``."""
     where = repr(str(path))
-    arrays = _read_arrays(path)
+    arrays = read_npz_arrays(path)
     if "x" in arrays and "x_train" in arrays:
         raise DataError(f"{where} has both x and x_train; keep one layout (x, y) or (x_train, y_train, ...)")
     roles = {"all": ""} if "x" in arrays else {r: "_" + r for r in ("train", "val", "test") if "x_" + r in arrays}
@@ -117,7 +90,8 @@ def read_npz(path: str | None, split: str) -> ArrayDataset:
     file = Path(path)
     if not file.is_file():
         raise DataError(f"npz: expected an .npz file, got {path!r}")
-    loaded = cached(("npz", file_signature([file])), lambda: _load(file))
+    with reading(repr(str(file))):  # MemoryError while converting, too: name the file
+        loaded = cached(("npz", file_signature([file])), lambda: _load(file))
     parts, fields = loaded["parts"], dict(loaded["info"])
     try:
         info = DatasetInfo("npz", fields.pop("num_classes"), fields.pop("input_shape"), fields.pop("mean", None),

@@ -11,6 +11,7 @@ test: every example of the source, e.g. a whole poisoned ``.h5`` file).
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class DatasetInfo:
         if (self.mean is None) != (self.std is None) or (
                 self.mean is not None and len(self.mean) != len(self.std)):
             raise ConfigError(f"{self.name}: mean {self.mean} and std {self.std} do not match")
+        if self.std is not None and not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise ConfigError(f"{self.name}: mean and std must be finite, got {self.mean} and {self.std}")
         if self.std is not None and any(s <= 0 for s in self.std):
             raise ConfigError(f"{self.name}: std must be positive, got {self.std}")
         if self.class_names is not None and len(self.class_names) != self.num_classes:
@@ -172,11 +175,15 @@ def load_dataset(spec: str, split: str = "train", limit: int | None = None) -> A
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit <= 0):
         raise ConfigError(f"limit must be a positive integer, got {limit!r}")
     entry, path = parse_spec(spec)
-    if split in ("trainval", "all") and split not in entry.native_splits:
-        names = ("train", "val") if split == "trainval" else ("train", "val", "test")
-        data = concatenate([entry.reader(path, name) for name in names], split)
-    else:
-        data = entry.reader(path, split)
+    try:
+        if split in ("trainval", "all") and split not in entry.native_splits:
+            names = ("train", "val") if split == "trainval" else ("train", "val", "test")
+            data = concatenate([entry.reader(path, name) for name in names], split)
+        else:
+            data = entry.reader(path, split)
+    except MemoryError:  # readers name the file when they can; this names at least the dataset
+        raise DataError(f"not enough memory to read dataset {spec!r} ({split}); free memory or use a "
+                        f"smaller dataset") from None
     if limit is not None:
         data = data.subset(slice(0, int(limit)))
     return data

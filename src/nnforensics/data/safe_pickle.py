@@ -5,16 +5,16 @@ execute code on load. :func:`load_data_pickle` uses a restricted
 :class:`pickle.Unpickler` whose ``find_class`` resolves only the few globals that
 real numpy-array pickles need, each wrapped so it can only build plain data:
 
-=========================================================  ===============================================
-global in the file                                         what it may do here
-=========================================================  ===============================================
-``numpy.core.multiarray._reconstruct`` (and ``numpy._core``)  make an empty ``numpy.ndarray`` (no subclasses)
-``numpy.ndarray``                                          only a marker passed to ``_reconstruct``
-``numpy.dtype``                                            plain dtypes; object dtypes are refused
-``_codecs.encode``                                         ``str -> bytes`` in latin-1 (Python 3,
-                                                           protocol <= 2 pickles of ``bytes``)
-``builtins.bytes`` / ``__builtin__.bytes``                 ``bytes()`` with no argument (empty bytes)
-=========================================================  ===============================================
+============================================================  =========================================================
+global in the file                                            what it may do here
+============================================================  =========================================================
+``numpy.core.multiarray._reconstruct`` (and ``numpy._core``)  make an empty ``numpy.ndarray`` (shape (0,); no subclass)
+``numpy.ndarray``                                             only a marker passed to ``_reconstruct``
+``numpy.dtype``                                               plain dtypes; object dtypes are refused
+``_codecs.encode``                                            ``str -> bytes`` in latin-1 (Python 3,
+                                                              protocol <= 2 pickles of ``bytes``)
+``builtins.bytes`` / ``__builtin__.bytes``                    ``bytes()`` with no argument (empty bytes)
+============================================================  =========================================================
 
 Everything else (``os.system``, ``builtins.eval``, any class) raises
 :class:`~nnforensics.errors.UnsafeFileError` before anything is called; a file
@@ -51,6 +51,10 @@ _NDARRAY = _NdarrayMarker()
 def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     if subtype is not _NDARRAY:
         raise UnsafeFileError(f"pickle asks _reconstruct for {subtype!r}; only plain numpy arrays are allowed")
+    # numpy pickles always start from an empty array and fill it from data held in the
+    # file (BUILD); any other shape would allocate memory the file does not hold.
+    if not isinstance(shape, tuple) or shape != (0,):
+        raise CorruptFileError(f"pickle asks _reconstruct for shape {shape!r}; numpy pickles use (0,)")
     return _RECONSTRUCT(np.ndarray, shape, dtype)
 
 

@@ -5,7 +5,8 @@ Layout of ``--data svhn:PATH``: a folder with ``train_32x32.mat`` and
 ``X`` of shape (32, 32, 3, N) uint8 and ``y`` of shape (N, 1) with labels 1..10,
 where 10 stands for the digit 0 (read here as label 0). MATLAB v4/v5/v6 files are
 read with :func:`scipy.io.loadmat`; v7.3 files (HDF5 inside, dimensions stored
-reversed) with h5py.
+reversed) with h5py through :mod:`nnforensics.io.h5safe`. Sizes are checked before
+reading (:mod:`.matfile`, :mod:`.limits`: ``NNF_MAX_DATA_BYTES``).
 
 Splits: ``test`` = ``test_32x32.mat`` (26,032); ``val`` = the last 5,000 images of
 ``train_32x32.mat`` (at most 1/10 of a smaller file); ``train`` = the other 68,257
@@ -20,10 +21,13 @@ import h5py
 import numpy as np
 
 from ..errors import CorruptFileError, DataError
+from ..io.h5safe import declared_nbytes, get_dataset, open_h5, read_dataset
 from .cache import cached, file_signature
+from .limits import check_size, max_data_bytes, reading
+from .matfile import check_mat_size
 from .registry import ArrayDataset, DatasetEntry, DatasetInfo, register_dataset
 from .splits import holdout_size
-from .validate import as_labels, make_dataset
+from .validate import as_labels, library_warnings, make_dataset
 
 SVHN_INFO = DatasetInfo("svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
                         augment="crop", crop_padding=4, class_names=tuple(str(d) for d in range(10)))
@@ -33,37 +37,48 @@ _FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_
 
 def _load_v5(path: Path) -> tuple[np.ndarray, np.ndarray]:
     from scipy.io import loadmat
+    from scipy.io.matlab import matfile_version
 
+    where = repr(str(path))
     try:
-        mat = loadmat(str(path), variable_names=["X", "y"])
+        version = matfile_version(str(path))[0]
+    except Exception as err:  # noqa: BLE001 - scipy raises MatReadError, ValueError, OSError
+        raise CorruptFileError(f"{where} is not a readable MATLAB file: {type(err).__name__}: {err}") from None
+    check_mat_size(path, version)  # before loadmat allocates or decompresses anything
+    try:
+        with library_warnings(where):
+            mat = loadmat(str(path), variable_names=["X", "y"])
     except MemoryError:
-        raise CorruptFileError(f"{str(path)!r}: the .mat header asks for more memory than is available") from None
+        raise DataError(f"{where}: not enough memory to read this MATLAB file") from None
     except Exception as err:  # noqa: BLE001 - scipy raises ValueError, MatReadError, zlib.error, ...
-        raise CorruptFileError(f"{str(path)!r} is not a readable MATLAB file (truncated or corrupt): "
+        raise CorruptFileError(f"{where} is not a readable MATLAB file (truncated or corrupt): "
                                f"{type(err).__name__}: {err}") from None
     missing = [k for k in ("X", "y") if k not in mat]
     if missing:
-        raise DataError(f"{str(path)!r} has no variable {' or '.join(missing)}; expected SVHN's X and y")
+        raise DataError(f"{where} has no variable {' or '.join(missing)}; expected SVHN's X and y")
     return np.asarray(mat["X"]), np.asarray(mat["y"])
 
 
 def _load_v73(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in ("X", "y") if not isinstance(f.get(k), h5py.Dataset)]
-            if missing:
-                raise DataError(f"{str(path)!r} has no variable {' or '.join(missing)}; expected SVHN's X and y")
-            x, y = f["X"][()], f["y"][()]
-    except OSError as err:
-        raise CorruptFileError(f"{str(path)!r} is not a readable MATLAB v7.3 file: {err}") from None
+    """X and y of a v7.3 file (HDF5), read through :mod:`~nnforensics.io.h5safe`."""
+    where = repr(str(path))
+    with open_h5(path) as f:
+        names = set(f.keys())
+        missing = [k for k in ("X", "y") if k not in names]
+        if missing:
+            raise DataError(f"{where} has no variable {' or '.join(missing)}; expected SVHN's X and y")
+        x_ds, y_ds = (get_dataset(f, k, where) for k in ("X", "y"))
+        check_size(declared_nbytes(x_ds) + declared_nbytes(y_ds), where, f"X {x_ds.shape} with y")
+        x, y = (read_dataset(ds, where, max_data_bytes()) for ds in (x_ds, y_ds))
     # MATLAB writes column-major: HDF5 sees every shape reversed, (N, 3, 32, 32) for (32, 32, 3, N).
     return np.transpose(x), np.transpose(y)
 
 
 def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One SVHN ``.mat`` file -> images (N, 3, 32, 32) uint8 and labels (N,) int64 in 0..9."""
-    x, y = _load_v73(path) if h5py.is_hdf5(path) else _load_v5(path)
     where = repr(str(path))
+    with reading(where):
+        x, y = _load_v73(path) if h5py.is_hdf5(path) else _load_v5(path)
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3):
         raise DataError(f"{where}: X must have shape (32, 32, 3, N), got {x.shape}")
     if x.dtype != np.uint8:

@@ -6,6 +6,9 @@ and what to do, so that bad files never surface as raw numpy/torch tracebacks.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -17,6 +20,28 @@ from .registry import ArrayDataset, DatasetInfo
 
 class DataWarning(UserWarning):
     """Data were usable but changed on the way in (e.g. images resized)."""
+
+
+@contextmanager
+def library_warnings(where: str) -> Iterator[None]:
+    """Collect the warnings a decoding library raises inside the block; re-raise them as one DataWarning.
+
+    Libraries (Pillow, scipy) warn with their own classes and wording, once per
+    file; users get one :class:`DataWarning` naming ``where``, how many warnings
+    there were and the first one.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    ours = [w for w in caught if issubclass(w.category, DataWarning)]
+    theirs = [w for w in caught if not issubclass(w.category, DataWarning)]
+    for w in ours:  # our own warnings pass through unchanged
+        warnings.warn(w.message, w.category, stacklevel=3)
+    if theirs:
+        first = theirs[0]
+        more = f" (and {len(theirs) - 1} more)" if len(theirs) > 1 else ""
+        warnings.warn(f"{where}: the decoder warned: {first.category.__name__}: {first.message}{more}",
+                      DataWarning, stacklevel=3)
 
 
 def as_labels(raw: Any, where: str, num_classes: int | None = None, *, first: int = 0) -> np.ndarray:
