@@ -128,7 +128,9 @@ def test_dropout_arguments_only_act_in_training():
     ("vgg16_imagenet", {"dropout": 1.5}, r"dropout must be in \[0, 1\)"),
     ("wide_resnet_34_10", {"drop_rate": -0.1}, r"drop_rate must be in \[0, 1\)"),
     ("mobilenet_v2", {"width": -1.0}, r"width must be positive"),
-    ("vit_tiny", {"patch_size": 5}, r"image_size 32 is not a multiple of patch_size 5"),
+    ("vit_tiny", {"image_size": [32, 0]}, r"image_size must be a positive integer or a pair"),
+    ("lenet", {"image_size": [8, 30]}, r"lenet needs images of at least 12x12 pixels, got 8x30"),
+    ("vgg16_imagenet", {"image_size": 28}, r"ImageNet VGG .*at least 32x32 pixels, got 28x28"),
     ("vit_tiny", {"num_heads": 5}, r"num_heads 5 does not divide hidden_dim 192"),
     ("vit_tiny", {"num_layers": 0}, r"num_layers must be a positive integer"),
 ])

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import CorruptFileError
 from ..utils.atomic import atomic_path
-from .modelfile import torch_load_weights_only
+from .torchfile import torch_load_weights_only
 
 #: Entries every checkpoint written by :func:`nnforensics.training.train` holds.
 REQUIRED_KEYS = ("model", "optimizer", "rng", "epoch", "step", "history", "recipe")

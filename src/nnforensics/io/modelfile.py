@@ -1,18 +1,21 @@
 """Reading and writing model files without ever executing code from them.
 
-* ``.safetensors`` (preferred): tensors plus a JSON metadata entry (:class:`ModelMeta`).
+* ``.safetensors`` (preferred): tensors plus a JSON metadata entry (:class:`ModelMeta`);
+  the header is validated by :mod:`.safetensors_file`, and files are written so that
+  the same model and metadata always give the same bytes.
 * ``.pt`` / ``.pth`` / ``.bin``: a plain state dict, read with
-  ``torch.load(weights_only=True)``; the architecture comes from ``--arch``.
+  ``torch.load(weights_only=True)`` (:mod:`.torchfile`); the architecture comes from ``--arch``.
 
 Architecture code is imported only from what the user names explicitly; a file's
-metadata naming a user architecture is not followed.
+metadata naming a user architecture is not followed. A model is first built on
+torch's ``meta`` device (no memory) and its parameter names, shapes and dtypes are
+compared with the file's before any tensor is read or any weight allocated, so a
+small file cannot make its metadata ask for a huge network.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,15 +23,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..errors import (
-    ConfigError,
-    CorruptFileError,
-    InvalidWeightsError,
-    ShapeMismatchError,
-    UnsafeFileError,
-)
+from ..errors import ConfigError, CorruptFileError, InvalidWeightsError, ShapeMismatchError
 from ..utils.atomic import atomic_path, check_not_input
 from .meta import META_KEY, ModelMeta
+from .safetensors_file import Header, read_header, read_tensors, write_safetensors
+from .torchfile import read_torch_state_dict
 
 SAFETENSORS_SUFFIXES = {".safetensors"}
 TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
@@ -52,15 +51,6 @@ class LoadedModel:
 
 # ---------------------------------------------------------------- reading tensors
 
-def _brief(err: BaseException) -> str:
-    """The first sentence of an exception's first line (library messages run on for paragraphs)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    text = lines[0].split(". ")[0] if lines else ""
-    if len(text) < 16:  # e.g. KeyError('101'): the type says more than the text
-        text = f"{type(err).__name__}: {text}".rstrip(": ")
-    return text[:200]
-
-
 def _check_exists(path: Path) -> None:
     if not path.exists():
         raise ConfigError(f"file not found: {str(path)!r}")
@@ -72,82 +62,57 @@ def _check_exists(path: Path) -> None:
         raise CorruptFileError(f"{str(path)!r} is empty")
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
+def _is_safetensors(path: Path) -> bool:
+    """True for ``.safetensors``, False for torch files; other suffixes are a :class:`ConfigError`."""
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        return True
+    if suffix in TORCH_SUFFIXES:
+        return False
+    known = ", ".join(sorted(SAFETENSORS_SUFFIXES | TORCH_SUFFIXES))
+    raise ConfigError(
+        f"unsupported model file type {suffix or '(none)'!r} for {str(path)!r}; "
+        f"model files are {known} (a .pt/.pth state dict needs --arch)"
+    )
 
+
+def _meta_of(header: Header, path: Path) -> ModelMeta | None:
+    """The nnforensics metadata of a safetensors header (None for files written by others)."""
+    if META_KEY not in header.metadata:
+        return None
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = dict(handle.metadata() or {})
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as err:  # any parse failure of an untrusted file is the file's fault
-        raise CorruptFileError(
-            f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {_brief(err)}") from None
-    return tensors, metadata
+        return ModelMeta.from_json(header.metadata[META_KEY])
+    except CorruptFileError as err:
+        raise CorruptFileError(f"{str(path)!r}: {err}") from None
 
 
-def _unpickling_reason(err: pickle.UnpicklingError) -> str:
-    """Why ``weights_only`` refused a pickle, in one clause."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    named = [line for line in lines if "GLOBAL" in line]
-    if named:
-        return f"it references Python code that would run when unpickled ({named[0].rstrip('.')})"
-    detail = next((line for line in lines[1:] if "nsupported" in line), _brief(err))
-    return (f"it is not a plain weights-only PyTorch file: corrupt, or holding Python objects that could "
-            f"run code when unpickled ({detail.rstrip('.')})")
+@dataclass
+class _Opened:
+    """A model file whose tensor names, shapes and dtypes are known; the data may not be read yet."""
+
+    path: Path
+    layout: dict[str, torch.Tensor]  # real tensors, or data-less ``meta`` tensors from a header
+    meta: ModelMeta | None
+    header: Header | None  # safetensors: the data is read by :meth:`tensors`
+
+    def tensors(self, check: bool = True) -> dict[str, torch.Tensor]:
+        tensors = self.layout if self.header is None else read_tensors(self.path, self.header)
+        if check:
+            check_finite(tensors, f"weights in {str(self.path)!r}")
+        return tensors
 
 
-def torch_load_weights_only(path: str | os.PathLike, what: str = "file") -> Any:
-    """``torch.load(path, weights_only=True)`` on CPU; every failure is one readable :class:`NNFError`.
-
-    ``weights_only`` restricts unpickling to tensors and plain containers, so a file
-    crafted to run code when unpickled is refused (:class:`UnsafeFileError`) before
-    any of its code runs.
-    """
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. torch's "Detected pickle protocol 4" notice
-            return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "GLOBAL" in str(err) or not _is_truncated_zip(path):
-            raise UnsafeFileError(f"refused to load {what} {str(path)!r}: {_unpickling_reason(err)}; "
-                                  f"only tensors and plain containers are accepted") from None
-        corrupt = err  # a zip cut short before its 4-byte magic is read as a (broken) legacy pickle
-    except Exception as err:  # zip, struct, key errors... from a truncated or foreign file
-        corrupt = err
-    raise CorruptFileError(
-        f"{what} {str(path)!r} is not a readable PyTorch file (truncated or corrupt?): {_brief(corrupt)}")
-
-
-def _is_truncated_zip(path: Path) -> bool:
-    """True when the file starts like torch's zip format but is too short to be one."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    return head.startswith(b"PK") and head != b"PK\x03\x04"
-
-
-def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    """Accept a state dict, or a checkpoint dict holding one under a usual key."""
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model_state_dict", "model", "net", "weights"):
-            inner = obj.get(key)
-            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-                obj = inner
-                break
-    if not isinstance(obj, dict) or not obj:
-        raise CorruptFileError(f"{str(path)!r} does not hold a state dict (a mapping of names to tensors)")
-    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise CorruptFileError(f"{str(path)!r}: entries that are not tensors: {', '.join(map(str, bad[:5]))}")
-    prefixes = ("module.", "_orig_mod.")  # DataParallel / torch.compile wrappers
-    for prefix in prefixes:
-        if all(k.startswith(prefix) for k in obj):
-            obj = {k[len(prefix):]: v for k, v in obj.items()}
-    return dict(obj)
-
-
-def _read_torch(path: Path) -> dict[str, torch.Tensor]:
-    return _unwrap_state_dict(torch_load_weights_only(path, "model file"), path)
+def _open(path: Path) -> _Opened:
+    """Names, shapes, dtypes and metadata of a model file; for safetensors, without reading the data."""
+    _check_exists(path)
+    if _is_safetensors(path):
+        header = read_header(path)
+        opened = _Opened(path, header.skeleton(), _meta_of(header, path), header)
+    else:
+        opened = _Opened(path, read_torch_state_dict(path), None, None)
+    if not opened.layout:
+        raise CorruptFileError(f"{str(path)!r} holds no tensors")
+    return opened
 
 
 def check_finite(tensors: dict[str, torch.Tensor], source: str = "weights") -> None:
@@ -172,35 +137,15 @@ def load_state_dict(path: str | os.PathLike, check: bool = True) -> tuple[dict[s
     Returns:
         ``(state_dict, meta)``; ``meta`` is None for files not written by nnforensics.
     """
-    path = Path(path)
-    _check_exists(path)
-    suffix = path.suffix.lower()
-    meta = None
-    if suffix in SAFETENSORS_SUFFIXES:
-        tensors, metadata = _read_safetensors(path)
-        if META_KEY in metadata:
-            try:
-                meta = ModelMeta.from_json(metadata[META_KEY])
-            except CorruptFileError as err:
-                raise CorruptFileError(f"{str(path)!r}: {err}") from None
-    elif suffix in TORCH_SUFFIXES:
-        tensors = _read_torch(path)
-    else:
-        known = ", ".join(sorted(SAFETENSORS_SUFFIXES | TORCH_SUFFIXES))
-        raise ConfigError(
-            f"unsupported model file type {suffix or '(none)'!r} for {str(path)!r}; "
-            f"model files are {known} (a .pt/.pth state dict needs --arch)"
-        )
-    if not tensors:
-        raise CorruptFileError(f"{str(path)!r} holds no tensors")
-    if check:
-        check_finite(tensors, f"weights in {str(path)!r}")
-    return tensors, meta
+    opened = _open(Path(path))
+    return opened.tensors(check), opened.meta
 
 
 def read_meta(path: str | os.PathLike) -> ModelMeta | None:
-    """The metadata of a safetensors model file (None for other files)."""
-    return load_state_dict(path, check=False)[1]
+    """The metadata of a safetensors model file (None for other files); reads no tensor data."""
+    path = Path(path)
+    _check_exists(path)
+    return _meta_of(read_header(path), path) if _is_safetensors(path) else None
 
 
 # ---------------------------------------------------------------- matching a model
@@ -209,12 +154,25 @@ def _fmt_shape(shape: torch.Size | tuple[int, ...]) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ")"
 
 
+def _kind(tensor: torch.Tensor) -> str:
+    if tensor.is_complex():
+        return "complex"
+    if tensor.is_floating_point():
+        return "floating-point"
+    return "boolean" if tensor.dtype == torch.bool else "integer"
+
+
 def describe_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], arch: str) -> str | None:
-    """A message naming the first mismatching keys and shapes, or None when they fit."""
+    """A message naming the first mismatching keys, shapes and dtype kinds, or None when they fit.
+
+    Works on data-less ``meta`` tensors too (only names, shapes and dtypes are compared).
+    """
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
-    wrong = [k for k in expected if k in given and tuple(expected[k].shape) != tuple(given[k].shape)]
-    if not (missing or unexpected or wrong):
+    common = [k for k in expected if k in given]
+    wrong = [k for k in common if tuple(expected[k].shape) != tuple(given[k].shape)]
+    kinds = [k for k in common if k not in wrong and _kind(expected[k]) != _kind(given[k])]
+    if not (missing or unexpected or wrong or kinds):
         return None
 
     def head(keys: list[str], fmt=lambda k: k) -> str:
@@ -224,6 +182,9 @@ def describe_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.
     if wrong:
         parts.append("shape mismatch: " + head(
             wrong, lambda k: f"{k} file {_fmt_shape(given[k].shape)} vs model {_fmt_shape(expected[k].shape)}"))
+    if kinds:
+        parts.append("dtype mismatch: " + head(
+            kinds, lambda k: f"{k} file {_kind(given[k])} vs model {_kind(expected[k])}"))
     if missing:
         parts.append("missing keys: " + head(missing))
     if unexpected:
@@ -231,19 +192,55 @@ def describe_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.
     return f"weights do not match architecture {arch!r}: " + "; ".join(parts)
 
 
-def load_into(model: nn.Module, tensors: dict[str, torch.Tensor], arch: str) -> None:
-    """``model.load_state_dict(tensors, strict=True)`` with a readable mismatch error.
+def _with_counters(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` plus the model's own BatchNorm ``num_batches_tracked`` counters where the file has none.
 
-    BatchNorm ``num_batches_tracked`` counters, absent from many exported state dicts,
-    keep the model's own value (they do not affect the network's function).
+    Many exported state dicts lack them; they do not affect the network's function.
     """
+    counters = {k: v for k, v in expected.items() if k.endswith("num_batches_tracked") and k not in tensors}
+    return {**counters, **tensors}
+
+
+def load_into(model: nn.Module, tensors: dict[str, torch.Tensor], arch: str) -> None:
+    """``model.load_state_dict(tensors, strict=True)`` with a readable mismatch error."""
     expected = model.state_dict()
-    tensors = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked") and k not in tensors},
-               **tensors}
+    tensors = _with_counters(expected, tensors)
     problem = describe_mismatch(expected, tensors, arch)
     if problem:
         raise ShapeMismatchError(problem)
     model.load_state_dict(tensors, strict=True)
+
+
+def check_fits(arch: str, args: dict[str, Any], layout: dict[str, torch.Tensor]) -> None:
+    """Refuse, before allocating anything, an architecture whose weights are not the file's.
+
+    The model is built on torch's ``meta`` device (shapes, no memory), registering at
+    most about as many tensors as the file holds, and its state dict is compared with
+    the file's names, shapes and dtype kinds (:func:`describe_mismatch`); the values it
+    would allocate, non-persistent buffers included, must not exceed the file's.
+
+    Args:
+        arch: registry name or user architecture spec.
+        args: constructor arguments.
+        layout: the file's tensors, real or ``meta`` (only shapes and dtypes are used).
+    """
+    from ..models.registry import build_on_meta, is_user_arch
+
+    try:
+        skeleton = build_on_meta(arch, args, max_tensors=2 * len(layout) + 64)
+    except ConfigError:
+        if not is_user_arch(arch):
+            raise
+        return  # a user's own code that cannot run on the meta device: checked when loading for real
+    expected = skeleton.state_dict()
+    problem = describe_mismatch(expected, _with_counters(expected, layout), arch)
+    if problem:
+        raise ShapeMismatchError(problem)
+    wanted = sum(t.numel() for t in [*skeleton.parameters(), *skeleton.buffers()])
+    held = sum(t.numel() for t in layout.values()) + sum(v.numel() for k, v in expected.items() if k not in layout)
+    if wanted > held + 2**20:  # slack: small non-persistent buffers (e.g. masks, position tables)
+        raise ShapeMismatchError(f"architecture {arch!r} with {args} would allocate {wanted:,} values, far more "
+                                 f"than the {held:,} the file holds")
 
 
 def _infer_args(arch: str, tensors: dict[str, torch.Tensor], given: dict[str, Any]) -> dict[str, Any]:
@@ -306,7 +303,8 @@ def load_model(
 
     dev = resolve_device(device)  # fail before reading a large file
     path = Path(path)
-    tensors, meta = load_state_dict(path)
+    opened = _open(path)
+    meta = opened.meta
     if arch is None:
         if meta is None:
             raise ConfigError(
@@ -322,7 +320,9 @@ def load_model(
     same = meta is not None and _same_arch(meta.arch, arch)
     args = {**(meta.arch_args if same else {}), **(arch_args or {})}
     if not same:
-        args = _infer_args(arch, tensors, args)
+        args = _infer_args(arch, opened.layout, args)
+    check_fits(arch, args, opened.layout)  # before reading the data or allocating the model
+    tensors = opened.tensors()
     model = build_model(arch, **args)
     load_into(model, tensors, arch)
     if meta is None:
@@ -340,8 +340,8 @@ def load_model(
 # ---------------------------------------------------------------- writing
 
 def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
-    """CPU, contiguous, storage-independent copies (safetensors refuses shared storage)."""
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    """The model's state dict as CPU tensors (no copy of tensors already there)."""
+    return {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
 
 
 def check_model_output(path: str | os.PathLike, inputs: list[str | os.PathLike | None] | None = None) -> Path:
@@ -365,15 +365,14 @@ def save_model(
 
     ``inputs`` are the files the command read; writing over one of them is refused.
     NaN/Inf weights are refused, and the metadata must read back (no file is written
-    that :func:`load_model` would reject).
+    that :func:`load_model` would reject). The file's bytes depend only on the tensors
+    and the metadata.
     """
-    from safetensors.torch import save_file
-
     path = check_model_output(path, inputs)
     tensors = state_dict_for_saving(model)
     check_finite(tensors, "weights of the model to save")
     text = meta.to_json()
     ModelMeta.from_json(text)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={META_KEY: text, "format": "pt"})
+    with atomic_path(path) as tmp:  # same model and metadata -> same bytes (sorted header, fixed order)
+        write_safetensors(tmp, tensors, {META_KEY: text, "format": "pt"})
     return path

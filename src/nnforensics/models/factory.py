@@ -5,18 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from ..data.registry import DatasetInfo
-from ..io.meta import ModelMeta
+from ..errors import ConfigError
+from ..io.meta import ModelMeta, normalization_problem
 from ..io.modelfile import LoadedModel
 from .registry import accepts_argument, build_model, get_model_spec, is_user_arch
+from .sizes import image_hw, image_size_for
 
 
 def resolve_arch_args(arch: str, arch_args: dict[str, Any] | None, data: DatasetInfo | None) -> dict[str, Any]:
-    """Constructor arguments: the user's, completed from the dataset (classes, channels, size)."""
+    """Constructor arguments: the user's, completed from the dataset.
+
+    Fills ``num_classes``, ``in_channels`` and, for image data ``(C, H, W)``,
+    ``image_size`` (an int for square images, ``[H, W]`` otherwise), where the
+    architecture takes them and the user did not set them; they are recorded in the
+    model's metadata.
+    """
     args = dict(arch_args or {})
     if data is not None:
-        fill = {"num_classes": data.num_classes, "in_channels": data.input_shape[0]}
+        fill: dict[str, Any] = {"num_classes": data.num_classes, "in_channels": data.input_shape[0]}
         if len(data.input_shape) == 3:
-            fill["image_size"] = data.input_shape[-1]
+            fill["image_size"] = image_size_for(data.input_shape)
         for key, value in fill.items():
             if key not in args and accepts_argument(arch, key):
                 args[key] = value
@@ -24,6 +32,7 @@ def resolve_arch_args(arch: str, arch_args: dict[str, Any] | None, data: Dataset
 
 
 def input_shape_for(arch: str, args: dict[str, Any], data: DatasetInfo | None) -> list[int]:
+    """One input's shape: the dataset's, else the architecture's default with ``in_channels``/``image_size``."""
     if data is not None:
         return list(data.input_shape)
     if is_user_arch(arch):
@@ -32,8 +41,21 @@ def input_shape_for(arch: str, args: dict[str, Any], data: DatasetInfo | None) -
     if len(shape) == 3:
         shape[0] = int(args.get("in_channels", shape[0]))
         if "image_size" in args:
-            shape[1] = shape[2] = int(args["image_size"])
+            try:
+                shape[1], shape[2] = image_hw(args["image_size"])
+            except ValueError as err:
+                raise ConfigError(f"{arch}: {err}") from None
     return shape
+
+
+def _check_normalization(data: DatasetInfo | None) -> None:
+    """A dataset's normalisation must be usable before a model records it (finite, std > 0, one per channel)."""
+    if data is None:
+        return
+    channels = data.input_shape[0] if len(data.input_shape) == 3 else None
+    problem = normalization_problem(data.normalization, channels)
+    if problem:
+        raise ConfigError(f"dataset {data.name}: unusable normalisation {data.normalization}: {problem}")
 
 
 def create_model(
@@ -46,6 +68,7 @@ def create_model(
     """A freshly initialised model (parameters drawn from ``seed``) with its metadata."""
     from ..training import seeded_init
 
+    _check_normalization(data)
     args = resolve_arch_args(arch, arch_args, data)
     model = seeded_init(lambda: build_model(arch, **args), seed).eval()
     meta = ModelMeta(

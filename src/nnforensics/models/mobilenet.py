@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .registry import register_model
+from .sizes import ImageSize, image_hw
 
 STEMS = ("cifar", "imagenet")
 
@@ -156,7 +157,9 @@ def _factory(name: str, stem: str) -> Callable[..., MobileNetV2]:
         in_channels: int = 3,
         width: float = 1.0,
         dropout: float = 0.2,
+        image_size: ImageSize = 32 if stem == "cifar" else 224,
     ) -> MobileNetV2:
+        image_hw(image_size)  # any size runs (padded stride-2 convolutions, global pool): only checked
         return MobileNetV2(num_classes, in_channels, width, stem, dropout)
 
     factory.__name__ = factory.__qualname__ = name

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .lenet import _scaled
 from .registry import register_model
+from .sizes import ImageSize, image_hw
 
 
 class PreActBlock(nn.Module):
@@ -121,5 +122,7 @@ def preact_resnet18(
     width: float = 1.0,
     bn_before_fc: bool = True,
     preact_shortcut: bool = True,
+    image_size: ImageSize = 32,
 ) -> PreActResNet:
+    image_hw(image_size)  # any size runs (padded stride-2 convolutions, global pool): only checked
     return PreActResNet((2, 2, 2, 2), num_classes, in_channels, width, bn_before_fc, preact_shortcut)

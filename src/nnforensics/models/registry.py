@@ -1,8 +1,9 @@
 """A registry of model constructors (timm-style) and adapters for users' own models.
 
-Every built-in constructor takes ``num_classes``, ``in_channels`` and ``width`` (a
-channel multiplier, so tests can use narrow versions); those whose layer sizes depend
-on the image size also take ``image_size``.
+Every built-in constructor takes ``num_classes``, ``in_channels``, ``width`` (a
+channel multiplier, so tests can use narrow versions) and ``image_size`` (an int or an
+``(H, W)`` pair, see :mod:`.sizes`): layer sizes that depend on the input follow it, and
+an input too small for an architecture is refused when it is built.
 """
 
 from __future__ import annotations
@@ -12,14 +13,20 @@ import importlib.util
 import inspect
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
-from ..errors import ConfigError, UnknownNameError
+from ..errors import ConfigError, ShapeMismatchError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,11 @@ def build_model(arch: str, **kwargs: Any) -> nn.Module:
     """
     if not is_user_arch(arch):
         return get_model_spec(arch).build(**kwargs)
-    factory = _load_user_factory(arch)
+    return _build_user(arch, _load_user_factory(arch), kwargs)
+
+
+def _build_user(arch: str, factory: Callable[..., nn.Module], kwargs: dict[str, Any]) -> nn.Module:
+    """Call a user's factory with the arguments it accepts; any failure is a :class:`ConfigError`."""
     try:
         params = inspect.signature(factory).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -147,6 +158,61 @@ def build_model(arch: str, **kwargs: Any) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ConfigError(f"user architecture {arch!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+class _TooManyTensors(Exception):
+    """Raised inside a constructor that registers more tensors than allowed."""
+
+
+class _Budget:
+    """A registration hook counting parameters and buffers, raising past ``limit``."""
+
+    def __init__(self, limit: int):
+        self.limit, self.count, self.exceeded = limit, 0, False
+
+    def __call__(self, module: nn.Module, name: str, value: Any) -> None:
+        self.count += 1
+        if self.count > self.limit:
+            self.exceeded = True
+            raise _TooManyTensors
+
+
+@contextmanager
+def _counting(budget: _Budget) -> Iterator[None]:
+    """Every module built in this block reports its parameter and buffer registrations to ``budget``."""
+    handles = [register_module_parameter_registration_hook(budget), register_module_buffer_registration_hook(budget)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def build_on_meta(arch: str, kwargs: dict[str, Any], max_tensors: int | None = None) -> nn.Module:
+    """Build ``arch`` on torch's ``meta`` device: every shape, no memory for any weight.
+
+    Args:
+        arch: as for :func:`build_model`.
+        kwargs: constructor arguments.
+        max_tensors: stop with :class:`ShapeMismatchError` once the constructor has
+            registered more parameters and buffers than this (so arguments read from an
+            untrusted file cannot make it build millions of layers).
+
+    Global module-registration hooks count the tensors: meant for one model built at a time.
+    """
+    budget = _Budget(max_tensors if max_tensors is not None else sys.maxsize)
+    # A user's module is imported outside the meta context: tensors it makes at import stay real.
+    factory = _load_user_factory(arch) if is_user_arch(arch) else None
+    try:
+        with torch.device("meta"), _counting(budget):
+            if factory is None:
+                return get_model_spec(arch).build(**kwargs)
+            return _build_user(arch, factory, kwargs)
+    except Exception:
+        if not budget.exceeded:
+            raise
+    raise ShapeMismatchError(f"weights do not match architecture {arch!r}: with {kwargs} it has more than "
+                             f"{max_tensors} parameter and buffer tensors, far more than the file holds")
 
 
 def accepts_argument(arch: str, name: str) -> bool:

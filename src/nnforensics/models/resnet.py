@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from .lenet import _scaled
 from .registry import register_model
+from .sizes import ImageSize, image_hw
 
 STEMS = ("cifar", "imagenet")
 
@@ -161,7 +162,9 @@ class ResNet(nn.Module):
 
 
 def _factory(name: str, depth: int, stem: str) -> Callable[..., ResNet]:
-    def factory(num_classes: int = 10 if stem == "cifar" else 1000, in_channels: int = 3, width: float = 1.0) -> ResNet:
+    def factory(num_classes: int = 10 if stem == "cifar" else 1000, in_channels: int = 3, width: float = 1.0,
+                image_size: ImageSize = 32 if stem == "cifar" else 224) -> ResNet:
+        image_hw(image_size)  # any size runs (padded stride-2 convolutions, global pool): only checked
         return ResNet(depth, num_classes, in_channels, width, stem)
 
     factory.__name__ = factory.__qualname__ = name

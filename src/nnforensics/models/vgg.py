@@ -9,7 +9,7 @@ Naming scheme (shared by every convolutional family in the zoo):
 * ``vgg16_imagenet`` (...): torchvision's layout exactly: ``features.N``,
   ``avgpool = AdaptiveAvgPool2d((7, 7))``, ``classifier.0/3/6`` with ReLU and dropout
   between them; a torchvision state dict loads into it strictly. Inputs of at least
-  32x32 pixels.
+  32x32 pixels (checked when building, from ``image_size``).
 
 The paper's target layer ``features.17`` of VGG-16 without BatchNorm (Conv 256->512)
 has that name in both variants. ReLUs are not in-place, so the activations a hook
@@ -26,6 +26,7 @@ import torch.nn as nn
 from ..errors import ShapeMismatchError
 from .lenet import _scaled
 from .registry import register_model
+from .sizes import ImageSize, image_hw, require_side
 
 #: torchvision's configurations: channel counts, ``"M"`` for a 2x2 max-pool.
 CFGS: dict[int, list[int | str]] = {
@@ -69,6 +70,8 @@ class VGG(nn.Module):
         classifier: ``"cifar"`` (global pool + one Linear) or ``"imagenet"``
             (torchvision: 7x7 adaptive pool + three Linear layers with dropout).
         dropout: dropout probability of the ImageNet classifier.
+        image_size: the input images' side or ``(H, W)``; the ImageNet variant needs
+            at least 32 pixels per side (the CIFAR variant's ceil-mode pools take any size).
 
     Shapes: ``(B, in_channels, H, W) -> (B, num_classes)``.
     """
@@ -82,8 +85,14 @@ class VGG(nn.Module):
         batch_norm: bool = False,
         classifier: str = "cifar",
         dropout: float = 0.5,
+        image_size: ImageSize = 32,
     ):
         super().__init__()
+        if classifier == "imagenet":
+            require_side("the ImageNet VGG (use the CIFAR variant, e.g. vgg16, for small images)", image_size,
+                         MIN_IMAGENET_SIDE)
+        else:
+            image_hw(image_size)
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {', '.join(CLASSIFIERS)}, got {classifier!r}")
         if width <= 0:
@@ -136,16 +145,17 @@ class VGG(nn.Module):
 
 
 def _cifar_factory(name: str, depth: int, batch_norm: bool) -> Callable[..., VGG]:
-    def factory(num_classes: int = 10, in_channels: int = 3, width: float = 1.0) -> VGG:
-        return VGG(CFGS[depth], num_classes, in_channels, width, batch_norm, "cifar")
+    def factory(num_classes: int = 10, in_channels: int = 3, width: float = 1.0, image_size: ImageSize = 32) -> VGG:
+        return VGG(CFGS[depth], num_classes, in_channels, width, batch_norm, "cifar", image_size=image_size)
 
     factory.__name__ = factory.__qualname__ = name
     return factory
 
 
 def _imagenet_factory(name: str, depth: int, batch_norm: bool) -> Callable[..., VGG]:
-    def factory(num_classes: int = 1000, in_channels: int = 3, width: float = 1.0, dropout: float = 0.5) -> VGG:
-        return VGG(CFGS[depth], num_classes, in_channels, width, batch_norm, "imagenet", dropout)
+    def factory(num_classes: int = 1000, in_channels: int = 3, width: float = 1.0, dropout: float = 0.5,
+                image_size: ImageSize = 224) -> VGG:
+        return VGG(CFGS[depth], num_classes, in_channels, width, batch_norm, "imagenet", dropout, image_size)
 
     factory.__name__ = factory.__qualname__ = name
     return factory

@@ -7,7 +7,8 @@ load strictly into ours.
 
 Registered as ``vit_tiny`` (a small CIFAR/MNIST-sized default: 32x32 images, patch 4,
 dim 192, 6 layers, 3 heads, MLP 768; every size is an argument) and ``vit_b_16`` /
-``vit_b_32`` (ViT-Base, fixed sizes, ``image_size`` 224 by default).
+``vit_b_32`` (ViT-Base, fixed sizes, ``image_size`` 224 by default). ``image_size`` is
+an int or an ``(H, W)`` pair; the token grid is ``ceil(H / patch) x ceil(W / patch)``.
 
 Differences from torchvision that do not touch the layout:
 
@@ -17,6 +18,9 @@ Differences from torchvision that do not touch the layout:
   logits in evaluation and in gradient-based analyses.
 * ``heads.head`` starts from a small random normal instead of zeros, so a freshly
   initialised model does not output constant logits.
+* Images whose sides are not multiples of the patch size (e.g. 55x47 CSAW faces) are
+  zero-padded on the right and bottom to the next multiple (timm's ``dynamic_img_pad``)
+  instead of being refused; sizes that are multiples are processed exactly as by torchvision.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch.nn.functional as F
 from ..errors import ShapeMismatchError
 from .lenet import _scaled
 from .registry import register_model
+from .sizes import ImageSize, image_hw
 
 LayerNorm: Callable[[int], nn.LayerNorm] = partial(nn.LayerNorm, eps=1e-6)
 
@@ -109,7 +114,8 @@ class VisionTransformer(nn.Module):
     """ViT classifier on the class token.
 
     Args:
-        image_size: side of the (square) input images; must be a multiple of ``patch_size``.
+        image_size: side of the input images, or ``(H, W)``; sides that are not multiples
+            of ``patch_size`` are zero-padded to the next multiple.
         patch_size: side of the square patches.
         hidden_dim: token dimension (before ``width`` scaling).
         num_layers: transformer blocks.
@@ -121,13 +127,13 @@ class VisionTransformer(nn.Module):
         dropout: dropout after attention, in the MLPs and on the embeddings.
         attention_dropout: dropout on the attention weights.
 
-    Shapes: ``(B, in_channels, image_size, image_size) -> (B, num_classes)``, through
-    ``(B, 1 + (image_size / patch_size)^2, D)`` tokens.
+    Shapes: ``(B, in_channels, H, W) -> (B, num_classes)``, through
+    ``(B, 1 + ceil(H / patch_size) * ceil(W / patch_size), D)`` tokens.
     """
 
     def __init__(
         self,
-        image_size: int = 32,
+        image_size: ImageSize = 32,
         patch_size: int = 4,
         hidden_dim: int = 192,
         num_layers: int = 6,
@@ -140,21 +146,22 @@ class VisionTransformer(nn.Module):
         attention_dropout: float = 0.0,
     ):
         super().__init__()
-        for label, value in (("image_size", image_size), ("patch_size", patch_size), ("hidden_dim", hidden_dim),
+        for label, value in (("patch_size", patch_size), ("hidden_dim", hidden_dim),
                              ("num_layers", num_layers), ("num_heads", num_heads), ("mlp_dim", mlp_dim)):
-            if int(value) != value or value < 1:
+            if not isinstance(value, (int, float)) or int(value) != value or value < 1:
                 raise ValueError(f"{label} must be a positive integer, got {value!r}")
-        if image_size % patch_size:
-            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+        h, w = image_hw(image_size)
         if hidden_dim % num_heads:
             raise ValueError(f"num_heads {num_heads} does not divide hidden_dim {hidden_dim}")
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
         dim = num_heads * max(1, round(hidden_dim * width / num_heads))  # heads keep dividing the dim
-        self.image_size, self.patch_size, self.hidden_dim = image_size, patch_size, dim
+        self.image_size, self.patch_size, self.hidden_dim = (h, w), patch_size, dim
+        grid_h, grid_w = -(-h // patch_size), -(-w // patch_size)
+        self.padding = (0, grid_w * patch_size - w, 0, grid_h * patch_size - h)  # F.pad: (left, right, top, bottom)
         self.conv_proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
         self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
-        seq_length = (image_size // patch_size) ** 2 + 1
+        seq_length = grid_h * grid_w + 1
         self.encoder = Encoder(seq_length, num_layers, num_heads, dim, _scaled(mlp_dim, width), dropout, attention_dropout)
         self.heads = nn.Sequential(OrderedDict(head=nn.Linear(dim, num_classes)))
         self._init_weights()
@@ -168,13 +175,15 @@ class VisionTransformer(nn.Module):
         nn.init.zeros_(self.heads.head.bias)
 
     def _process_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W) -> (B, (H/p)*(W/p), D)`` patch tokens."""
+        """``(B, C, H, W) -> (B, ceil(H/p)*ceil(W/p), D)`` patch tokens."""
         n, _, h, w = x.shape
-        if h != self.image_size or w != self.image_size:
+        if (h, w) != self.image_size:
             raise ShapeMismatchError(
-                f"this ViT was built for {self.image_size}x{self.image_size} images, got {h}x{w} "
+                f"this ViT was built for {self.image_size[0]}x{self.image_size[1]} images, got {h}x{w} "
                 f"(set image_size when building it)"
             )
+        if any(self.padding):
+            x = F.pad(x, self.padding)
         x = self.conv_proj(x)
         return x.reshape(n, self.hidden_dim, -1).permute(0, 2, 1)
 
@@ -194,7 +203,7 @@ def vit_tiny(
     num_classes: int = 10,
     in_channels: int = 3,
     width: float = 1.0,
-    image_size: int = 32,
+    image_size: ImageSize = 32,
     patch_size: int = 4,
     hidden_dim: int = 192,
     num_layers: int = 6,
@@ -212,7 +221,7 @@ def _vit_b_factory(name: str, patch_size: int) -> Callable[..., VisionTransforme
         num_classes: int = 1000,
         in_channels: int = 3,
         width: float = 1.0,
-        image_size: int = 224,
+        image_size: ImageSize = 224,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
     ) -> VisionTransformer:

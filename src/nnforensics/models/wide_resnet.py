@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .lenet import _scaled
 from .registry import register_model
+from .sizes import ImageSize, image_hw
 
 
 class WideBasicBlock(nn.Module):
@@ -146,7 +147,9 @@ def _factory(name: str, depth: int, widen_factor: int) -> Callable[..., WideResN
         drop_rate: float = 0.0,
         sub_block1: bool = False,
         bias_last: bool = True,
+        image_size: ImageSize = 32,
     ) -> WideResNet:
+        image_hw(image_size)  # any size runs (padded stride-2 convolutions, global pool): only checked
         return WideResNet(depth, widen_factor, num_classes, in_channels, width, drop_rate, sub_block1, bias_last)
 
     factory.__name__ = factory.__qualname__ = name
