@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn as nn
+import typer
 
 from nnforensics.data import ArrayDataset, DatasetInfo, load_dataset
-from nnforensics.errors import ConfigError, ShapeMismatchError
+from nnforensics.data.readers import MNIST_INFO
+from nnforensics.errors import ConfigError, ShapeMismatchError, UnknownNameError
+from nnforensics.io import load_model, read_meta
+from nnforensics.recipes import PRESETS, choose_preset, default_recipe, resolve_recipe
 from nnforensics.training import Recipe, evaluate, finetune_recipe, fit, predict, train
 
 #: digits images with augmentation switched on, so that resuming must replay it too.
@@ -203,3 +208,130 @@ def test_fit_records_recipe_and_metrics():
     assert 0 <= meta.metrics["test_accuracy"] <= 100 and math.isfinite(meta.metrics["val_accuracy"])
     assert [h["op"] for h in meta.history] == ["init", "train"]
     assert next(loaded.model.parameters()).device.type == "cpu" and not loaded.model.training
+
+
+# ---------------------------------------------------------------- default recipes (issue 9, finding 18)
+
+CIFAR_LIKE = DatasetInfo("cifar-like", 10, (3, 32, 32), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), augment="crop+flip")
+FACES = DatasetInfo("h5", 1283, (3, 55, 47), None, None)
+#: What Trias et al. train with (paper: SGD, momentum 0.9, lr 1e-2, 50 epochs; their Training.py:
+#: batch 128, weight decay 5e-4, crop + flip, a StepLR of 50 epochs that never fires in 50 epochs).
+PAPER = Recipe(optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=5e-4, batch_size=128,
+               epochs=50, schedule="none", augment=True)
+
+
+@pytest.mark.parametrize("arch,data,preset", [
+    ("lenet", MNIST_INFO, "fast"),
+    ("mlp", "digits", "fast"),            # a dataset spec is read for its shape
+    ("lenet", CIFAR_LIKE, "fast"),        # a small network on any data
+    ("vgg11_bn", MNIST_INFO, "fast"),     # a CNN on MNIST-like data
+    ("resnet18", "digits", "fast"),
+    ("vgg16", CIFAR_LIKE, "find-the-lady"),
+    ("resnet18", CIFAR_LIKE, "find-the-lady"),
+    ("wide_resnet_28_10", CIFAR_LIKE, "find-the-lady"),
+    ("resnet50_imagenet", FACES, "find-the-lady"),
+    ("vit_tiny", CIFAR_LIKE, "adam"),
+    ("vit_tiny", MNIST_INFO, "adam"),      # a ViT is no CNN, whatever the data
+    ("my_nets.py:Net", CIFAR_LIKE, "adam"),  # never imported to choose
+])
+def test_default_recipe_by_architecture_and_data(arch, data, preset):
+    chosen, reason = choose_preset(arch, data)
+    assert chosen.name == preset and reason
+    assert default_recipe(arch, data) == PRESETS[preset].recipe
+
+
+def test_default_recipes_themselves():
+    assert default_recipe("vgg16", CIFAR_LIKE) == PAPER
+    fast = default_recipe("lenet", MNIST_INFO)
+    assert (fast.optimizer, fast.schedule, fast.augment, fast.weight_decay) == ("adam", "cosine", False, 0.0)
+    fast.lr = 1.0  # a copy: the preset is not changed through it
+    assert default_recipe("lenet", MNIST_INFO).lr == PRESETS["fast"].recipe.lr != 1.0
+    with pytest.raises(UnknownNameError, match="unknown architecture 'lenet6'"):
+        default_recipe("lenet6", MNIST_INFO)
+
+
+def test_resolve_recipe_overrides_and_seed():
+    plain = resolve_recipe("lenet", MNIST_INFO, {"lr": None, "epochs": None})
+    assert plain.recipe == PRESETS["fast"].recipe and plain.user_set == () and plain.preset == "fast"
+    given = resolve_recipe("lenet", MNIST_INFO, {"epochs": 1, "optimizer": "sgd", "lr": None}, seed=7)
+    assert given.recipe == replace(PRESETS["fast"].recipe, epochs=1, optimizer="sgd", init_seed=7, data_seed=7)
+    assert given.user_set == ("optimizer", "epochs", "init_seed", "data_seed")
+    assert given.provenance() == {"preset": "fast", "set_by_user": ["optimizer", "epochs", "init_seed", "data_seed"]}
+    # the specific seeds win over --seed
+    assert resolve_recipe("lenet", MNIST_INFO, {"data_seed": 3}, seed=7).recipe.data_seed == 3
+    assert resolve_recipe("lenet", MNIST_INFO, {"init_seed": 2}, seed=7).recipe.init_seed == 2
+    # what runs is what is printed and recorded: no augmentation where the dataset has none
+    assert resolve_recipe("vgg16", CIFAR_LIKE).recipe.augment is True
+    assert resolve_recipe("vgg16", FACES).recipe.augment is False
+    assert resolve_recipe("lenet", MNIST_INFO, {"augment": True}).recipe.augment is False
+    with pytest.raises(ConfigError, match="unknown recipe setting"):
+        resolve_recipe("lenet", MNIST_INFO, {"learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="learning rate must be a positive number"):
+        resolve_recipe("lenet", MNIST_INFO, {"lr": -1.0})
+
+
+# ---------------------------------------------------------------- nnf train: defaults, overrides, --seed
+
+DIGITS = ["train", "--arch", "mlp", "--arch-arg", "width=0.25", "--data", "digits", "--device", "cpu"]
+RECIPE_OPTIONS = ("--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay", "--batch-size", "--epochs",
+                  "--schedule", "--augment")
+
+
+def test_train_without_options_uses_the_default_recipe_and_records_it(run_cli, tmp_path):
+    result = run_cli(*DIGITS, "--epochs", "0.2", "--json", "-o", tmp_path / "m.safetensors")
+    assert result.code == 0, result.err
+    assert "training recipe" not in result.err  # not with --json (nor --quiet)
+    recorded = read_meta(tmp_path / "m.safetensors").recipe
+    expected = replace(PRESETS["fast"].recipe, epochs=0.2).to_dict()
+    assert recorded == {**expected, "preset": "fast", "set_by_user": ["epochs"]}
+
+
+def test_every_option_given_overrides_the_default(run_cli, tmp_path):
+    result = run_cli(*DIGITS, "--optimizer", "sgd", "--lr", "0.02", "--momentum", "0.8", "--nesterov",
+                     "--weight-decay", "1e-4", "--batch-size", "32", "--epochs", "0.25", "--schedule", "step",
+                     "--seed", "5", "--data-seed", "6", "--checkpoint-every", "0", "-q",
+                     "-o", tmp_path / "m.safetensors")
+    assert result.code == 0, result.err
+    recorded = read_meta(tmp_path / "m.safetensors").recipe
+    assert recorded == {"optimizer": "sgd", "lr": 0.02, "momentum": 0.8, "nesterov": True, "weight_decay": 1e-4,
+                        "batch_size": 32, "epochs": 0.25, "schedule": "step", "init_seed": 5, "data_seed": 6,
+                        "augment": False, "checkpoint_every": 0, "preset": "fast",
+                        "set_by_user": ["optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size",
+                                        "epochs", "schedule", "init_seed", "data_seed", "checkpoint_every"]}
+
+
+def test_seed_sets_both_seeds(run_cli, tmp_path):
+    runs = {name: run_cli(*DIGITS, "--epochs", "0.5", "-q", *extra, "-o", tmp_path / f"{name}.safetensors")
+            for name, extra in {"seed": ["--seed", "3"], "both": ["--init-seed", "3", "--data-seed", "3"],
+                                "default": []}.items()}
+    assert all(r.code == 0 for r in runs.values()), [r.err for r in runs.values()]
+    models = {name: load_model(tmp_path / f"{name}.safetensors") for name in runs}
+    assert (models["seed"].meta.recipe["init_seed"], models["seed"].meta.recipe["data_seed"]) == (3, 3)
+    assert_same(weights(models["seed"].model), weights(models["both"].model))
+    assert not torch.equal(models["seed"].model.state_dict()["layers.1.weight"],
+                           models["default"].model.state_dict()["layers.1.weight"])
+
+
+def test_the_recipe_is_printed_once_at_the_start(run_cli, tmp_path):
+    result = run_cli(*DIGITS, "--epochs", "0.2", "--lr", "0.01", "-o", tmp_path / "m.safetensors")
+    assert result.code == 0, result.err
+    lines = [line for line in result.err.splitlines() if "training recipe" in line]
+    assert len(lines) == 1 and result.err.lstrip().startswith("training recipe: fast defaults (mlp is a small network)")
+    line = lines[0]
+    assert "optimizer=adam " in line and "lr=0.01* " in line and "epochs=0.2* " in line and "batch_size=64 " in line
+    assert "momentum" not in line  # an SGD setting, unused by Adam
+    assert line.endswith("(* given on the command line)")
+    assert run_cli(*DIGITS, "--epochs", "0.2", "-q", "-o", tmp_path / "q.safetensors").err == ""
+
+
+def test_help_says_where_the_defaults_come_from(run_cli):
+    from nnforensics.cli import app
+
+    command = typer.main.get_command(app).commands["train"]
+    params = {opt: p for p in command.params for opt in p.opts}
+    for option in RECIPE_OPTIONS:
+        assert params[option].default is None, option  # unset: from the recipe, never a hard-coded value
+        assert "default: from the recipe for the architecture and dataset" in params[option].help, option
+    assert params["--seed"].default is None and "--init-seed" in params["--seed"].help
+    text = " ".join(run_cli("train", "--help").out.replace("│", " ").split())
+    assert "--seed" in text and text.count("(default: from the recipe for the architecture and dataset)") >= 9
