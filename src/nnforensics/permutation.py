@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +15,14 @@ import torch
 import torch.nn as nn
 
 from .errors import ConfigError, CorruptFileError
+from .io.jsonfile import read_json
 from .graph import (
     GroupSet,
+    Inputs,
     application_order,
     apply_group,
+    as_tuple,
+    call_model,
     example_inputs_for,
     find_groups,
     random_permutation,
@@ -58,18 +62,20 @@ def unwrap(model: Any) -> tuple[nn.Module, Any]:
     raise ConfigError(f"expected a torch.nn.Module or a loaded model, got {type(model).__name__}")
 
 
-def resolve_inputs(model: Any, example_inputs: torch.Tensor | Sequence[torch.Tensor] | None) -> tuple[torch.Tensor, ...]:
-    """Example inputs given, or random ones of the input shape recorded in the metadata."""
+def resolve_inputs(model: Any, example_inputs: Inputs | None) -> tuple[torch.Tensor, ...] | dict[str, torch.Tensor]:
+    """Example inputs given (named ones stay a dict: the model takes them as keyword
+    arguments), or a batch (2, *input_shape) of random ones of the shape the metadata records."""
     if example_inputs is not None:
-        return (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+        return dict(example_inputs) if isinstance(example_inputs, Mapping) else as_tuple(example_inputs)
     _, meta = unwrap(model)
     if meta is None or not meta.input_shape:
-        raise ConfigError("the model's input shape is unknown: pass example_inputs")
+        raise ConfigError("the model's input shape is unknown (its file does not record it): give "
+                          "example_inputs= (command line: --input-shape C,H,W or --example-inputs FILE)")
     return (example_inputs_for(meta, n=2),)
 
 
-def groups_of(model: Any, example_inputs=None, group_set: GroupSet | None = None) -> GroupSet:
-    """The model's permutation groups (computed when not given)."""
+def groups_of(model: Any, example_inputs: Inputs | None = None, group_set: GroupSet | None = None) -> GroupSet:
+    """The model's permutation groups (computed when not given; inputs as :func:`resolve_inputs`)."""
     if group_set is not None:
         return group_set
     module, _ = unwrap(model)
@@ -77,12 +83,12 @@ def groups_of(model: Any, example_inputs=None, group_set: GroupSet | None = None
 
 
 @torch.no_grad()
-def output_difference(a: nn.Module, b: nn.Module, inputs: Sequence[torch.Tensor]) -> tuple[float, float]:
+def output_difference(a: nn.Module, b: nn.Module, inputs: Inputs) -> tuple[float, float]:
     """(max absolute, max relative) difference of the two models' outputs in eval mode."""
     modes = a.training, b.training
     a.eval(), b.eval()
     try:
-        ya, yb = a(*inputs), b(*inputs)
+        ya, yb = call_model(a, inputs), call_model(b, inputs)
     finally:
         a.train(modes[0]), b.train(modes[1])
     from torch.utils._pytree import tree_leaves
@@ -138,12 +144,7 @@ def save_truth(path: str | os.PathLike, perms: dict[str, list[int]], **info: Any
 def load_truth(path: str | os.PathLike, group_set: GroupSet | None = None) -> dict[str, np.ndarray]:
     """Read a truth file and check it fits ``group_set`` (names and sizes)."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"truth file not found: {str(path)!r}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CorruptFileError(f"truth file {str(path)!r} is not valid JSON: {err}") from None
+    raw = read_json(path, "truth file")  # bounded and strict: a crafted file is one clear error
     if not isinstance(raw, dict) or raw.get("format") != TRUTH_FORMAT or not isinstance(raw.get("groups"), dict):
         raise CorruptFileError(f"{str(path)!r} is not an nnforensics permutation file (written by `nnf permute --truth-out`)")
     perms = {}

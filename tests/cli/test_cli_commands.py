@@ -165,10 +165,15 @@ def test_train_json_is_deterministic_and_round_trips(run_cli, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors", "b.safetensors"]  # no .ckpt, no tmp
 
 
-def test_train_text_output_and_progress(run_cli, tmp_path):
+def test_train_text_output_and_progress(run_cli, tmp_path, monkeypatch):
     result = run_cli("train", *DIGITS_MLP, "--epochs", "0.2", "--device", "cpu", "-o", tmp_path / "m.safetensors")
     assert result.code == 0 and result.out.startswith("wrote ") and "test accuracy" in result.out
-    assert "train mlp" in result.err and "loss" in result.err and "acc" in result.err  # progress bar on stderr
+    assert "train mlp" not in result.err and "━" not in result.err  # stderr is no terminal here: no bar
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: stderr is a terminal -> the bar is drawn there
+    shown = run_cli("train", *DIGITS_MLP, "--epochs", "0.2", "--device", "cpu", "-o", tmp_path / "b.safetensors")
+    assert "train mlp" in shown.err and "loss" in shown.err and "acc" in shown.err and shown.out.startswith("wrote ")
+    monkeypatch.delenv("TTY_COMPATIBLE")
+    (tmp_path / "b.safetensors").unlink()
     quiet = run_cli("train", *DIGITS_MLP, "--epochs", "0.2", "--device", "cpu", "-o", tmp_path / "q.safetensors", "-q")
     assert quiet.code == 0 and quiet.out == "" and quiet.err == ""
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)]

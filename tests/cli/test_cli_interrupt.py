@@ -31,10 +31,17 @@ TRAIN = ["train", "--arch", "mlp", "--arch-arg", "width=0.25", "--data", "digits
 THREADS = 1
 
 
+def _default_sigint() -> None:
+    """Runs in the child before exec: a pytest-xdist worker ignores SIGINT, and an ignored
+    signal stays ignored across exec (POSIX), so the run would never see the Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_training(out: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
     return subprocess.Popen([sys.executable, "-m", "nnforensics", *TRAIN, "-o", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_sigint)
 
 
 def temporaries(folder: Path, suffix: str = "") -> list[Path]:

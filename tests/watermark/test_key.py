@@ -292,3 +292,19 @@ def test_malformed_keys(key_file, change, match):
     with pytest.raises(CorruptFileError, match=match) as info:
         load_key(key_file)
     assert str(key_file) in str(info.value)
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])  # parseable but absurd; deep enough to crash Python's parser
+def test_deeply_nested_key_file_is_refused_clearly(tmp_path, depth):
+    path = tmp_path / "key.json"
+    path.write_text('{"format": "nnforensics-watermark/1", "layer": ' + "[" * depth + "]" * depth + "}")
+    with pytest.raises(CorruptFileError, match=r"key file .* is nested too deeply"):
+        load_key(path)
+
+
+def test_deeply_nested_key_file_exits_1_from_the_cli(run_cli, tmp_path):
+    path = tmp_path / "key.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    result = run_cli("watermark", "extract", tmp_path / "m.safetensors", "--key", path)
+    assert result.code == 1 and result.err.startswith("error: key file") and "nested too deeply" in result.err
+    assert len(result.err.splitlines()) == 1

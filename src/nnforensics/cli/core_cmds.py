@@ -11,8 +11,20 @@ from ..io.modelfile import save_model
 from ..utils.atomic import atomic_write_text, check_not_input
 from ..utils.progress import info
 from . import app
-from .common import ArchArgOpt, ArchOpt, DebugOpt, JsonOpt, OutOpt, QuietOpt, console, print_json, table
-from .loading import model_or_arch, open_model
+from .common import (
+    ArchArgOpt,
+    ArchOpt,
+    DebugOpt,
+    ExampleInputsOpt,
+    InputShapeOpt,
+    JsonOpt,
+    OutOpt,
+    QuietOpt,
+    console,
+    print_json,
+    table,
+)
+from .loading import given_inputs, model_inputs, model_or_arch, open_model
 
 ModelArg = Annotated[Path, typer.Argument(help="Model file (.safetensors, or .pt/.pth with --arch).")]
 OriginalArg = Annotated[Path, typer.Argument(help="The original (owner's) model file.")]
@@ -25,6 +37,8 @@ def groups_cmd(
     model: Annotated[Optional[Path], typer.Argument(help="Model file; or give --arch alone.")] = None,
     arch: ArchOpt = None,
     arch_arg: ArchArgOpt = None,
+    input_shape: InputShapeOpt = None,
+    example_inputs: ExampleInputsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -32,8 +46,9 @@ def groups_cmd(
     """The model's permutation groups (the names --groups accepts)."""
     from ..permutation import groups_of
 
-    loaded = model_or_arch(model, arch, arch_arg)
-    gs = groups_of(loaded)
+    given = given_inputs(input_shape, example_inputs)
+    loaded = model_or_arch(model, arch, arch_arg, inputs=given)
+    gs = groups_of(loaded, model_inputs(loaded, given))
     rows = gs.summary()
     if json_out:
         print_json({"groups": rows, "units": gs.n_units, "validated": gs.validated})
@@ -54,6 +69,8 @@ def permute_cmd(
     truth_out: Annotated[Optional[Path], typer.Option("--truth-out", help="Write the true permutations (JSON) here.")] = None,
     arch: ArchOpt = None,
     arch_arg: ArchArgOpt = None,
+    input_shape: InputShapeOpt = None,
+    example_inputs: ExampleInputsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -61,13 +78,14 @@ def permute_cmd(
     """Randomly permute neurons without changing the network's function."""
     from ..permutation import permute, save_truth
 
-    check_not_input(out, [model])
+    check_not_input(out, [model, example_inputs])
     if truth_out is not None:
-        check_not_input(truth_out, [model, out])
-    loaded = open_model(model, arch, arch_arg)
-    result = permute(loaded, groups=groups, seed=seed)
+        check_not_input(truth_out, [model, out, example_inputs])
+    given = given_inputs(input_shape, example_inputs)
+    loaded = open_model(model, arch, arch_arg, inputs=given)
+    result = permute(loaded, groups=groups, seed=seed, example_inputs=model_inputs(loaded, given))
     meta = loaded.meta.with_history(op="permute", seed=seed, groups=len(result.perms))
-    save_model(result.model, out, meta, inputs=[model])
+    save_model(result.model, out, meta, inputs=[model, *given.files()])
     if truth_out is not None:
         save_truth(truth_out, result.perms, model=Path(model).name, seed=seed)
     payload = {**result.to_dict(), "path": str(out), "truth": str(truth_out) if truth_out else None}
@@ -88,6 +106,8 @@ def resync_cmd(
     truth: Annotated[Optional[Path], typer.Option("--truth", help="True permutations (from nnf permute --truth-out) to score Ψ.")] = None,
     arch: ArchOpt = None,
     arch_arg: ArchArgOpt = None,
+    input_shape: InputShapeOpt = None,
+    example_inputs: ExampleInputsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -97,15 +117,16 @@ def resync_cmd(
     from ..resynchronization import resync
 
     if out is not None:
-        check_not_input(out, [original, suspect, truth])
-    orig = open_model(original, arch, arch_arg)
-    sus = open_model(suspect, arch, arch_arg)
-    gs = groups_of(orig)
+        check_not_input(out, [original, suspect, truth, example_inputs])
+    given = given_inputs(input_shape, example_inputs)
+    orig = open_model(original, arch, arch_arg, inputs=given)
+    sus = open_model(suspect, arch, arch_arg, inputs=given)
+    gs = groups_of(orig, model_inputs(orig, given))
     perms = load_truth(truth, gs) if truth is not None else None
     result = resync(orig, sus, method=method, truth=perms, group_set=gs, quiet=quiet)
     if out is not None:
         save_model(result.model, out, sus.meta.with_history(op="resync", method=method, original=Path(original).name),
-                   inputs=[original, suspect])
+                   inputs=[original, suspect, *given.files()])
     payload = {**result.to_dict(), "path": str(out) if out else None}
     if json_out:
         print_json(payload)
@@ -127,6 +148,8 @@ def compare_cmd(
     report: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report here.")] = None,
     arch: ArchOpt = None,
     arch_arg: ArchArgOpt = None,
+    input_shape: InputShapeOpt = None,
+    example_inputs: ExampleInputsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -136,11 +159,11 @@ def compare_cmd(
 
     for output in (csv, report):
         if output is not None:
-            check_not_input(output, [original, suspect])
-    orig = open_model(original, arch, arch_arg)
-    sus = open_model(suspect, arch, arch_arg)
-    info("re-synchronizing and comparing ...", quiet or json_out)
-    result = compare(orig, sus, method=method)
+            check_not_input(output, [original, suspect, example_inputs])
+    given = given_inputs(input_shape, example_inputs)
+    orig = open_model(original, arch, arch_arg, inputs=given)
+    sus = open_model(suspect, arch, arch_arg, inputs=given)
+    result = compare(orig, sus, method=method, example_inputs=model_inputs(orig, given), quiet=quiet or json_out)
     if csv is not None:
         import pandas as pd
 
@@ -152,10 +175,30 @@ def compare_cmd(
     if json_out:
         print_json(result.to_dict())
         return
-    rows = [[r["tensor"], r["cosine"], r["rel_l2"], r["norm_ratio"], r["sparsity_suspect"], r["distinct_suspect"],
-             r.get("kind") or ("" if not r["changed"] else "?")] for r in result.layers]
-    console.print(table("per-tensor comparison (after re-synchronization)",
-                        ["tensor", "cosine", "rel. L2 change", "norm ratio", "sparsity", "distinct values", "change"], rows))
-    detail = f" ({result.kind}; changed: {', '.join(result.changed_layers[:8])})" if result.verdict == "derived" else ""
-    console.print(f"verdict: {result.verdict}{detail}; similarity {result.similarity:.3f}; "
-                  f"{result.permuted_groups} groups were permuted")
+    print_comparison(result)
+
+
+#: Changed layers named on the verdict's second line before "and N more".
+SHOWN_LAYERS = 40
+
+
+def print_comparison(result) -> None:
+    """Verdict first, then which layers changed, then the per-tensor table."""
+    console.print(f"verdict: {result.summary()}")
+    changed = result.changed_layers
+    if result.verdict == "derived" and changed:
+        more = len(changed) - SHOWN_LAYERS
+        console.print(f"changed layers ({len(changed)}, in model order): " + ", ".join(changed[:SHOWN_LAYERS])
+                      + (f" and {more} more (all in --json or --csv)" if more > 0 else ""))
+    related = result.verdict != "unrelated"
+    columns = ["tensor"] + (["change"] if related else []) + ["cosine", "rel. L2 change", "Ω (std ratio)",
+                                                              "zeros % orig → suspect", "grid bits"]
+    rows = []
+    for r in result.layers:
+        zeros = f"{100 * r['sparsity_original']:.1f} → {100 * r['sparsity_suspect']:.1f}"
+        kind = [(r["kind"] or "") if r["changed"] else "unchanged"] if related else []
+        rows.append([r["tensor"], *kind, r["cosine"], r["rel_l2"], r["omega"] if r["changed"] else None, zeros,
+                     r.get("bits")])
+    title = "per tensor, after re-synchronization" + ("" if related else
+                                                      " (no correspondence: kinds of change do not apply)")
+    console.print(table(title, columns, rows))

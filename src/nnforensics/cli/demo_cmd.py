@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 
 from . import app
-from .common import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, console, print_json
+from .common import DEVICE_DEFAULT, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, console, print_json
 
 
 @app.command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's models and report.")] = Path("nnf-demo"),
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEVICE_DEFAULT,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,

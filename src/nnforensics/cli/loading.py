@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from ..data.registry import ArrayDataset
 from ..errors import ConfigError, ShapeMismatchError
 from ..io.meta import ModelMeta
 from ..io.modelfile import LoadedModel, load_model
 from ..models.registry import accepts_argument, is_user_arch, parse_arch_args
+
+if TYPE_CHECKING:
+    from ..graph import Inputs
 
 
 def arch_args_for(arch: str | None, items: list[str] | None) -> dict[str, Any]:
@@ -26,21 +33,102 @@ def arch_args_for(arch: str | None, items: list[str] | None) -> dict[str, Any]:
     return args
 
 
-def open_model(path: Path | str, arch: str | None, arch_args: list[str] | None, device: str = "cpu") -> LoadedModel:
-    """A model file plus the optional ``--arch`` / ``--arch-arg`` the user gave."""
-    return load_model(path, arch=arch, arch_args=arch_args_for(arch, arch_args) or None, device=device)
+def open_model(path: Path | str, arch: str | None, arch_args: list[str] | None, device: str = "cpu",
+               inputs: GivenInputs | None = None) -> LoadedModel:
+    """A model file plus the optional ``--arch`` / ``--arch-arg`` (and ``--input-shape``) the user gave."""
+    shape = inputs.recorded_shape() if inputs is not None else None
+    return load_model(path, arch=arch, arch_args=arch_args_for(arch, arch_args) or None, input_shape=shape,
+                      device=device)
 
 
-def model_or_arch(model: Path | str | None, arch: str | None, arch_args: list[str] | None) -> LoadedModel:
+def model_or_arch(model: Path | str | None, arch: str | None, arch_args: list[str] | None,
+                  inputs: GivenInputs | None = None) -> LoadedModel:
     """A model file, or (without one) a freshly initialised ``--arch``: for commands that only
     need the architecture (``layers``, ``groups``)."""
     if model is not None:
-        return open_model(model, arch, arch_args)
+        return open_model(model, arch, arch_args, inputs=inputs)
     if arch is None:
         raise ConfigError("give a model file or --arch NAME (see `nnf models`)")
     from ..models.factory import create_model
 
-    return create_model(arch, arch_args_for(arch, arch_args))
+    loaded = create_model(arch, arch_args_for(arch, arch_args))
+    shape = inputs.recorded_shape() if inputs is not None else None
+    if shape:
+        loaded.meta.input_shape = shape
+    return loaded
+
+
+# ---------------------------------------------------------------- --input-shape / --example-inputs
+
+#: Largest input --input-shape may ask for (values per example).
+MAX_SHAPE_VALUES = 1 << 24
+INPUTS_HINT = "pass --input-shape C,H,W (or L for sequences, N for vectors) or --example-inputs FILE"
+
+
+@dataclass
+class GivenInputs:
+    """What ``--input-shape`` / ``--example-inputs`` gave (both None: the model file's record)."""
+
+    shape: list[int] | None = None
+    tensors: torch.Tensor | dict[str, torch.Tensor] | None = None
+    path: Path | None = None
+
+    def recorded_shape(self) -> list[int] | None:
+        """The input shape to record in the files written: ``--input-shape``, or the shape
+        of a single floating-point example tensor (token ids cannot be drawn at random)."""
+        if self.shape is not None:
+            return self.shape
+        if isinstance(self.tensors, torch.Tensor) and self.tensors.is_floating_point() and self.tensors.dim() >= 2:
+            return [int(s) for s in self.tensors.shape[1:]]
+        return None
+
+    def files(self) -> list[Path]:
+        """Input files to protect from being overwritten by an output."""
+        return [self.path] if self.path is not None else []
+
+
+def parse_input_shape(text: str | None) -> list[int] | None:
+    """``"3,32,32"`` -> ``[3, 32, 32]`` (None for None); a ConfigError in CLI words otherwise."""
+    if text is None:
+        return None
+    parts = [p for p in text.replace(" ", "").replace("x", ",").split(",") if p]
+    try:
+        shape = [int(p) for p in parts]
+    except ValueError:
+        shape = []
+    if not shape or any(s < 1 for s in shape):
+        raise ConfigError(f"--input-shape must be positive integers separated by commas, like 3,32,32 (images) "
+                          f"or 20 (vectors), without the batch axis; got {text!r}")
+    if math.prod(shape) > MAX_SHAPE_VALUES:
+        raise ConfigError(f"--input-shape {text} asks for {math.prod(shape):,} values per input; "
+                          f"at most {MAX_SHAPE_VALUES:,}")
+    return shape
+
+
+def given_inputs(input_shape: str | None, example_inputs: Path | None) -> GivenInputs:
+    """Parse ``--input-shape`` and read ``--example-inputs`` (at most one of them)."""
+    if input_shape is not None and example_inputs is not None:
+        raise ConfigError("give --input-shape or --example-inputs, not both")
+    if example_inputs is not None:
+        from ..io.inputs import read_example_inputs
+
+        return GivenInputs(tensors=read_example_inputs(example_inputs), path=Path(example_inputs))
+    return GivenInputs(shape=parse_input_shape(input_shape))
+
+
+def model_inputs(loaded: LoadedModel, given: GivenInputs | None = None, n: int = 2) -> Inputs:
+    """What the model is fed to find its groups: the ``--example-inputs`` tensors (floating ones
+    in the model's float dtype), or a random batch (n, *input_shape) of the recorded shape."""
+    from ..graph import example_inputs_for
+    from ..io.inputs import for_model
+
+    if given is not None and given.tensors is not None:
+        return for_model(given.tensors, loaded.model)
+    if not loaded.meta.input_shape:
+        what = (f"{loaded.path.name!r} does not record its model's input shape" if loaded.path is not None
+                else f"the input shape of architecture {loaded.meta.arch!r} is unknown")
+        raise ConfigError(f"{what}: {INPUTS_HINT}")
+    return (example_inputs_for(loaded.meta, n=n),)
 
 
 def _imported(meta: ModelMeta) -> bool:

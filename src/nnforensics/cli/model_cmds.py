@@ -16,11 +16,13 @@ from ..training import Recipe, check_batch_size, evaluate
 from ..utils.device import resolve_device
 from . import app
 from .common import (
+    DEVICE_DEFAULT,
     ArchArgOpt,
     ArchOpt,
     DataOpt,
     DebugOpt,
     DeviceOpt,
+    InputShapeOpt,
     JsonOpt,
     QuietOpt,
     RequiredArchOpt,
@@ -28,9 +30,11 @@ from .common import (
     print_json,
     table,
 )
-from .loading import arch_args_for, check_data_fits, model_or_arch, open_model
+from .loading import arch_args_for, check_data_fits, model_or_arch, open_model, parse_input_shape
 
 ModelOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output model file (.safetensors, written atomically).")]
+#: How ``nnf train --help`` documents a recipe option left unset.
+FROM_RECIPE = " (default: from the recipe for the architecture and dataset)."
 
 
 def _input_files(arch: str | None, data: str | None) -> list[str]:
@@ -51,6 +55,7 @@ def init_cmd(
     data: Annotated[Optional[str], typer.Option("--data", help="Take classes/channels/size (and normalisation) "
                                                 "from this dataset, NAME or NAME:PATH.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Initialisation seed.")] = 0,
+    input_shape: InputShapeOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -62,8 +67,11 @@ def init_cmd(
     from ..data.registry import dataset_info
 
     check_model_output(out, _input_files(arch, data))
+    shape = parse_input_shape(input_shape)
     info = dataset_info(data) if data else None
     loaded = create_model(arch, arch_args_for(arch, arch_arg), seed=seed, data=info)
+    if shape is not None:  # e.g. for your own architecture: later commands then need no --input-shape
+        loaded.meta.input_shape = shape
     save_model(loaded.model, out, loaded.meta, inputs=_input_files(arch, data))
     n_params = sum(p.numel() for p in loaded.model.parameters())
     payload = {"path": str(out), "arch": arch, "arch_args": loaded.meta.arch_args,
@@ -80,19 +88,27 @@ def train_cmd(
     data: DataOpt,
     out: ModelOutOpt,
     arch_arg: ArchArgOpt = None,
-    optimizer: Annotated[str, typer.Option(help="sgd or adam.")] = "sgd",
-    lr: Annotated[float, typer.Option(help="Initial learning rate.")] = 0.1,
-    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
-    nesterov: Annotated[bool, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum (SGD).")] = True,
-    weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 5e-4,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
-    epochs: Annotated[float, typer.Option(help="Epochs (fractions allowed, e.g. 0.5).")] = 30,
-    schedule: Annotated[str, typer.Option(help="step (x0.1 at 1/3 and 2/3), cosine or none.")] = "step",
-    init_seed: Annotated[int, typer.Option(help="Seed of the initialisation (and dropout).")] = 0,
-    data_seed: Annotated[int, typer.Option(help="Seed of data order and augmentation.")] = 0,
-    augment: Annotated[bool, typer.Option("--augment/--no-augment",
-                                          help="Random crop (+flip) where the dataset uses it.")] = True,
-    checkpoint_every: Annotated[int, typer.Option(help="Write OUT.ckpt every N epochs (0: never).")] = 1,
+    optimizer: Annotated[Optional[str], typer.Option(help="sgd or adam" + FROM_RECIPE)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Initial learning rate" + FROM_RECIPE)] = None,
+    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum" + FROM_RECIPE)] = None,
+    nesterov: Annotated[Optional[bool], typer.Option("--nesterov/--no-nesterov",
+                                                     help="Nesterov momentum (SGD)" + FROM_RECIPE)] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="L2 weight decay" + FROM_RECIPE)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size" + FROM_RECIPE)] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Epochs, fractions allowed (e.g. 0.5)" + FROM_RECIPE)] = None,
+    schedule: Annotated[Optional[str], typer.Option(
+        help="step (x0.1 at 1/3 and 2/3), cosine or none" + FROM_RECIPE)] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed of both the initialisation and the data order (default 0); --init-seed and --data-seed "
+             "override it.")] = None,
+    init_seed: Annotated[Optional[int], typer.Option(help="Seed of the initialisation and dropout "
+                                                     "(default: --seed).")] = None,
+    data_seed: Annotated[Optional[int], typer.Option(help="Seed of data order and augmentation "
+                                                     "(default: --seed).")] = None,
+    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random crop (+flip) where the "
+                                                    "dataset uses it" + FROM_RECIPE)] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(
+        help="Write OUT.ckpt every N epochs, 0: never (default 1).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.ckpt; the result equals an "
                                          "uninterrupted run (bit for bit on CPU).")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N training images.")] = None,
@@ -115,23 +131,36 @@ def train_cmd(
     Checkpoints go to OUT.ckpt (removed when training ends); OUT itself is written
     once, atomically, so an interrupted run never leaves a half-written model.
 
-    Example: nnf train --arch lenet --data mnist --epochs 2 --lr 0.05 --schedule cosine -o lenet.safetensors
+    Recipe options left out come from a default recipe for the architecture and
+    dataset: fast Adam for small networks and MNIST-like data, the Find the Lady
+    paper's SGD for VGG/ResNet-family CNNs on RGB images. The recipe is printed
+    at the start and recorded in OUT.
+
+    Example: nnf train --arch lenet --data mnist --epochs 1 -o lenet.safetensors
     """
+    from ..data.registry import dataset_info
+    from ..recipes import resolve_recipe
     from ..training import fit
+    from ..utils.progress import info
     from ..watermark import watermark_loss
     from .watermark_cmds import training_key, training_report
 
-    recipe = Recipe(optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                    batch_size=batch_size, epochs=epochs, schedule=schedule, init_seed=init_seed,
-                    data_seed=data_seed, augment=augment, checkpoint_every=checkpoint_every).validate()
+    given = dict(optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                 batch_size=batch_size, epochs=epochs, schedule=schedule, init_seed=init_seed, data_seed=data_seed,
+                 augment=augment, checkpoint_every=checkpoint_every)
+    Recipe(**{k: v for k, v in given.items() if v is not None}).validate()  # bad values fail before reading data
+    resolve_device(device)
     inputs = _input_files(arch, data)
     check_model_output(out, inputs)  # before any (possibly long) training
+    resolved = resolve_recipe(arch, dataset_info(data), given, seed=seed)
     ckpt = Path(str(out) + ".ckpt")
     key = training_key(arch, arch_args_for(arch, arch_arg), data, watermark_layer, watermark_bits,
                        watermark_strength, watermark_message, key_out, resume, [out, *inputs], quiet or json_out)
-    loaded = fit(arch, data, recipe, arch_args=arch_args_for(arch, arch_arg), device=device,
+    info(resolved.describe(), quiet or json_out)  # last check passed: training starts now
+    loaded = fit(arch, data, resolved.recipe, arch_args=arch_args_for(arch, arch_arg), device=device,
                  checkpoint_path=ckpt, resume=resume, quiet=quiet, limit=limit,
                  extra_loss=watermark_loss(key) if key is not None else None)
+    loaded.meta.recipe = {**loaded.meta.recipe, **resolved.provenance()}
     save_model(loaded.model, out, loaded.meta, inputs=inputs)
     ckpt.unlink(missing_ok=True)
     payload = {"path": str(out), **loaded.meta.metrics}
@@ -156,7 +185,7 @@ def eval_cmd(
     split: Annotated[str, typer.Option(help="train, val, test or trainval.")] = "test",
     limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N images.")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 512,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEVICE_DEFAULT,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,

@@ -11,7 +11,18 @@ from ..errors import ConfigError
 from ..io.modelfile import save_model
 from ..utils.device import resolve_device
 from . import app
-from .common import ArchArgOpt, ArchOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, console, print_json, table
+from .common import (
+    DEVICE_DEFAULT,
+    ArchArgOpt,
+    ArchOpt,
+    DebugOpt,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    console,
+    print_json,
+    table,
+)
 from .loading import open_model
 
 
@@ -73,12 +84,13 @@ def perturb_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the perturbation.")] = 0,
     arch: ArchOpt = None,
     arch_arg: ArchArgOpt = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = DEVICE_DEFAULT,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Perturb a model's weights (REFERENCE §1) and write the result with its history."""
+    """Perturb a model's weights (noise, quantization, pruning, fine-tuning or neuron scaling); the result
+    records what was done in its history."""
     from ..perturbation import perturb
 
     attack, level = _chosen_attack({"noise": noise, "quantize": quantize, "prune": prune,

@@ -21,14 +21,17 @@ from .common import (
     ArchArgOpt,
     ArchOpt,
     DebugOpt,
+    DEVICE_DEFAULT,
     DeviceOpt,
+    ExampleInputsOpt,
+    InputShapeOpt,
     JsonOpt,
     QuietOpt,
     console,
     print_json,
     table,
 )
-from .loading import open_model
+from .loading import given_inputs, model_inputs, open_model
 
 watermark_app = typer.Typer(
     name="watermark",
@@ -92,7 +95,7 @@ def embed_cmd(
         "reproducible experiments).")] = None,
     arch: ArchOpt = None,
     arch_arg: ArchArgOpt = None,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEVICE_DEFAULT,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -191,6 +194,8 @@ def verify_cmd(
     fpr: FprOpt = 1e-6,
     arch: ArchOpt = None,
     arch_arg: ArchArgOpt = None,
+    input_shape: InputShapeOpt = None,
+    example_inputs: ExampleInputsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -212,12 +217,14 @@ def verify_cmd(
         raise UnknownNameError("method", method, METHODS)
     wm_key = load_key(key)
     detection_threshold(wm_key.n_bits, fpr)
-    orig = open_model(original, arch, arch_arg)
-    sus = open_model(suspect, arch, arch_arg)
+    given = given_inputs(input_shape, example_inputs)
+    orig = open_model(original, arch, arch_arg, inputs=given)
+    sus = open_model(suspect, arch, arch_arg, inputs=given)
     for loaded in (orig, sus):  # a key that does not fit: say so before re-synchronizing
         key_weight(loaded, wm_key)
+    inputs = model_inputs(orig, given)
     info("re-synchronizing the suspect to the original ...", quiet or json_out)
-    result = verify(sus, orig, wm_key, method=method, fpr=fpr, quiet=quiet or json_out)
+    result = verify(sus, orig, wm_key, method=method, fpr=fpr, example_inputs=inputs, quiet=quiet or json_out)
     payload = result.to_dict()
     if json_out:
         print_json(payload)

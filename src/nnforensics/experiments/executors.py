@@ -12,6 +12,7 @@ import logging
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,6 +92,24 @@ def _run_pool(fn: CellFn, config: dict[str, Any], cells: Cells, workers: int) ->
         pool.shutdown(wait=finished, cancel_futures=True)
 
 
+def _start_ray(ray: Any, address: str | None, num_cpus: int) -> None:
+    """Connect to ``address`` or start a local instance, without Ray's notices reaching the user.
+
+    Ray logs notices at WARNING level while it starts (e.g. "Token authentication is
+    enabled for this Ray cluster..."): addressed to cluster operators, not to someone
+    running a sweep, so only its errors are shown (ERROR level, no Python warnings).
+    """
+    options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+    if not address:
+        options.update(num_cpus=num_cpus, include_dashboard=False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ray.init(address=address or None, **options)
+    except ConnectionError as err:
+        raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {err}") from None
+
+
 def _run_ray(
     fn: CellFn, config: dict[str, Any], cells: Cells, workers: int, address: str | None,
 ) -> Iterator[tuple[str, CellOutcome]]:
@@ -102,14 +121,7 @@ def _run_ray(
     threads = threads_per_cell(workers)
     started = False
     if not ray.is_initialized():
-        try:
-            if address:
-                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-            else:
-                ray.init(num_cpus=workers * threads, include_dashboard=False, logging_level=logging.WARNING,
-                         log_to_driver=False)
-        except ConnectionError as err:
-            raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {err}") from None
+        _start_ray(ray, address, workers * threads)
         started = True
     try:
         task = ray.remote(num_cpus=threads, max_retries=0)(execute_cell)

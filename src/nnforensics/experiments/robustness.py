@@ -4,7 +4,7 @@ For every level of one attack and every seed: permute the model (every permutati
 group, or only the target layer's group), perturb the same layers (every Conv/Linear
 layer, or the target layer; fine-tuning always resumes training of the whole model and
 quantization always quantizes every Conv/Linear weight, as in the paper), measure the
-perturbed model's top-1 error, then re-synchronize it with every method and measure Psi
+perturbed model's top-1 error, then re-synchronize it with every method and measure Ψ
 against the true permutation.
 
 One sweep cell is one ``(level, seed)``: the permutation and the perturbation do not
@@ -22,12 +22,14 @@ Files in the results directory (besides the engine's, see :mod:`.sweep`):
   ``original`` (original vs original), ``permuted`` (original vs permuted),
   ``perturbed`` (original vs permuted + perturbed), ``perm`` (the true permutation),
   ``group``, ``level``, ``attack``, ``seed``; at most :data:`HEATMAP_MAX` neurons.
+
+The configuration that identifies a sweep (levels, seeds, methods, the model and how to
+build and feed it) is made by :mod:`.robustness_setup`.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import time
@@ -40,147 +42,33 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, UnknownNameError
+from ..errors import ConfigError
 from ..graph import example_inputs_for, find_groups
 from ..models.layers import weight_layers
 from ..permutation import permute
-from ..perturbation import ATTACKS, perturb, validate_level
-from ..resynchronization import METHODS, resync, similarity_matrix
+from ..perturbation import perturb
+from ..resynchronization import resync, similarity_matrix
 from ..utils.atomic import atomic_path
 from ..utils.progress import info
+from .robustness_setup import (  # noqa: F401  (re-exported: the sweep's public configuration API)
+    CONFIG_VERSION,
+    DEFAULT_LEVELS,
+    DEFAULT_METHODS,
+    DEFAULT_SEEDS,
+    file_sha256,
+    heatmap_cell,
+    parse_levels,
+    parse_methods,
+    robustness_cells,
+    robustness_config,
+)
 from .sweep import CellResult, ResultsDir, SweepSummary, canonical_json, make_cell_id, run_sweep
 
-#: Levels of the paper's tables (Omega, Theta %, bits, pruned fraction, factor).
-DEFAULT_LEVELS: dict[str, list[float | int]] = {
-    "noise": [float(i) for i in range(11)],
-    "finetune": [2.0, 4.0, 6.0, 8.0, 10.0],
-    "quantize": list(range(16, 1, -1)),
-    "prune": [round(0.90 + 0.01 * i, 2) for i in range(10)],
-    "scale": [0.5, 0.9, 1.1, 1.5, 2.0],
-}
-DEFAULT_SEEDS = 10
-DEFAULT_METHODS = METHODS  # lap, argmax, weight-matching, rank
 #: Columns of every results row (more may follow).
 ROW_COLUMNS = ("cell_id", "model", "arch", "attack", "level", "seed", "method", "target", "psi", "error",
                "base_error", "collisions", "n_neurons", "n_groups", "t_permute_s", "t_perturb_s", "t_resync_s",
                "t_total_s", "max_output_diff")
 HEATMAP_MAX = 512
-CONFIG_VERSION = 1
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# ----------------------------------------------------------------- configuration
-
-def parse_levels(attack: str, levels: Sequence[float] | str | None) -> list[float | int]:
-    """Validated levels (the paper's defaults when None), duplicates dropped, order kept."""
-    if attack not in ATTACKS:
-        raise UnknownNameError("attack", attack, ATTACKS)
-    if levels is None:
-        return list(DEFAULT_LEVELS[attack])
-    if isinstance(levels, str):
-        try:
-            levels = [float(part) for part in levels.replace(" ", "").split(",") if part]
-        except ValueError:
-            raise ConfigError(f"levels must be comma-separated numbers like 0,2,4; got {levels!r}") from None
-    values = [validate_level(attack, level) for level in levels]
-    if not values:
-        raise ConfigError("no levels given")
-    return list(dict.fromkeys(values))
-
-
-def parse_methods(methods: Sequence[str] | str | None) -> list[str]:
-    """Validated method names (all of them when None)."""
-    if methods is None:
-        return list(DEFAULT_METHODS)
-    if isinstance(methods, str):
-        methods = [m.strip() for m in methods.split(",") if m.strip()]
-    for method in methods:
-        if method not in METHODS:
-            raise UnknownNameError("method", method, METHODS)
-    if not methods:
-        raise ConfigError("no re-synchronization methods given")
-    return list(dict.fromkeys(methods))
-
-
-def robustness_config(
-    model: str | os.PathLike,
-    data: str,
-    attack: str,
-    *,
-    levels: Sequence[float] | str | None = None,
-    seeds: int = DEFAULT_SEEDS,
-    methods: Sequence[str] | str | None = None,
-    target: str | None = None,
-    limit_eval: int | None = None,
-    global_prune: bool = False,
-    fraction: float | None = None,
-    device: str = "cpu",
-    watermark_key: str | os.PathLike | None = None,
-) -> dict[str, Any]:
-    """The sweep's configuration (what identifies it: a results directory keeps one).
-
-    Raises ConfigError / UnknownNameError for anything invalid, before any work.
-    """
-    path = Path(model)
-    if not path.is_file():
-        raise ConfigError(f"model file not found: {str(path)!r}")
-    if not isinstance(seeds, int) or seeds < 1:
-        raise ConfigError(f"--seeds must be a positive number of seeds, got {seeds}")
-    if limit_eval is not None and limit_eval < 1:
-        raise ConfigError(f"--limit-eval must be at least 1, got {limit_eval}")
-    level_list = parse_levels(attack, levels)
-    if global_prune and attack != "prune":
-        raise ConfigError("--global applies only to the prune attack")
-    if fraction is not None and (attack != "scale" or not 0 < fraction <= 1):
-        raise ConfigError("--fraction applies only to the scale attack and must be in (0, 1]")
-    config = {
-        "kind": "robustness",
-        "version": CONFIG_VERSION,
-        "model": path.name,
-        "_model_path": str(path.resolve()),  # where it is now; the sha256 identifies it
-        "model_sha256": file_sha256(path),
-        "data": data,
-        "attack": attack,
-        "levels": level_list,
-        "seeds": list(range(seeds)),
-        "methods": parse_methods(methods),
-        "target": target,
-        "limit_eval": limit_eval,
-        "global_prune": bool(global_prune),
-        "fraction": fraction,
-        "device": device,
-    }
-    if watermark_key is not None:  # only when given, so sweeps without a mark keep their identity
-        key_path = Path(watermark_key)
-        if not key_path.is_file():
-            raise ConfigError(f"watermark key not found: {str(key_path)!r}")
-        config["watermark_key_sha256"] = file_sha256(key_path)
-        config["_watermark_key_path"] = str(key_path.resolve())
-    return config
-
-
-def robustness_cells(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """One cell per (level, seed), levels outermost (so partial sweeps cover low levels first)."""
-    return [{"attack": config["attack"], "level": level, "seed": seed}
-            for level in config["levels"] for seed in config["seeds"]]
-
-
-def heatmap_cell(config: dict[str, Any]) -> dict[str, Any]:
-    """The representative cell whose similarity matrices are saved: first seed, middle level.
-
-    The middle of the list (e.g. Omega = 5 of 0..10) still shows structure; at the
-    strongest levels the perturbed matrix is mostly noise.
-    """
-    levels = config["levels"]
-    return {"attack": config["attack"], "level": levels[len(levels) // 2], "seed": config["seeds"][0]}
-
 
 # ----------------------------------------------------------------- per-process context
 
@@ -193,7 +81,7 @@ class _Context:
     test: Any  # ArrayDataset
     train: Any  # ArrayDataset or None
     base_error: float
-    inputs: torch.Tensor
+    inputs: Any  # tuple of tensors, or named tensors (a dict)
     group_set: Any
     target_layer: str | None
     permute_groups: list[str] | None
@@ -212,12 +100,13 @@ def _context(config_json: str) -> _Context:
 
     config = json.loads(config_json)
     device = resolve_device(config["device"])
-    loaded = load_model(config["_model_path"], device=device)
+    loaded = load_model(config["_model_path"], arch=config.get("arch"), arch_args=config.get("arch_args"),
+                        input_shape=config.get("input_shape"), device=device)
     test = load_dataset(config["data"], "test", limit=config["limit_eval"])
     norm = loaded.meta.normalization if loaded.meta.normalization is not None else test.info.normalization
     train = load_dataset(config["data"], "train") if config["attack"] == "finetune" else None
     base_error = evaluate(loaded.model, test, normalization=norm, device=device)["error"]
-    inputs = example_inputs_for(loaded.meta, n=4, seed=0).to(device)
+    inputs = _sweep_inputs(config, loaded, test, device)
     group_set = find_groups(loaded.model, inputs)
     target_layer = resolve_target(loaded.model, config["target"]) if config["target"] else None
     heat_layer = target_layer or resolve_target(loaded.model, "penultimate")
@@ -230,6 +119,20 @@ def _context(config_json: str) -> _Context:
     key = _watermark_key(config, loaded.model, group_set, heatmap_group if target_layer else None)
     return _Context(loaded, norm, test, train, base_error, inputs, group_set, target_layer, permute_groups,
                     heatmap_group, device, key)
+
+
+def _sweep_inputs(config: dict[str, Any], loaded: Any, test: Any, device: torch.device) -> Any:
+    """What the graph analysis and the output check feed the model: the ``--example-inputs``
+    tensors, else a random batch (4, *shape) of the recorded shape; a file that records
+    none (a ``.pt`` state dict) is fed inputs of the evaluation data's shape."""
+    from ..io.inputs import for_model, read_example_inputs
+
+    if "_example_inputs_path" in config:
+        return for_model(read_example_inputs(config["_example_inputs_path"]), loaded.model, device)
+    imported = bool(loaded.meta.history) and loaded.meta.history[0].get("op") == "import"
+    recorded = loaded.meta.input_shape and (not imported or "input_shape" in config)
+    shape = loaded.meta.input_shape if recorded else list(test.x.shape[1:])
+    return (example_inputs_for(shape, n=4, seed=0).to(device),)
 
 
 def _watermark_key(config: dict[str, Any], model: Any, group_set: Any, target_group: str | None) -> Any:
@@ -318,7 +221,7 @@ def robustness_cell(config: dict[str, Any], cell: dict[str, Any]) -> CellResult:
                         group_set=ctx.group_set, groups=list(truth) if ctx.permute_groups else None)
         t_resync = time.perf_counter() - start
         row_id = make_cell_id({**cell, "method": method})
-        judged = [g for g in result.groups if g["name"] in truth]  # Psi counts the permuted groups only
+        judged = [g for g in result.groups if g["name"] in truth]  # Ψ counts the permuted groups only
         n_neurons = sum(int(g["size"]) for g in judged)
         rows.append({
             "cell_id": row_id, "model": config["model"], "arch": ctx.loaded.meta.arch, "attack": attack,
@@ -376,7 +279,7 @@ def _companions_note(config: dict[str, Any], companions: list[str]) -> str:
     shown = ", ".join(companions[:3]) + (", ..." if len(companions) > 3 else "")
     return (f"the target {config['target']!r} shares its permutation group with {len(companions)} other layer(s) "
             f"({shown}) that {config['attack']} leaves untouched; re-synchronization can read the permutation "
-            f"from them, so Psi will look better than the attack deserves (choose a layer that owns its neurons "
+            f"from them, so Ψ will look better than the attack deserves (choose a layer that owns its neurons "
             f"as --target)")
 
 
@@ -412,15 +315,24 @@ def run_robustness(
     address: str | None = None,
     quiet: bool = False,
     watermark_key: str | os.PathLike | None = None,
+    arch: str | None = None,
+    arch_args: dict[str, Any] | None = None,
+    input_shape: Sequence[int] | None = None,
+    example_inputs: str | os.PathLike | None = None,
 ) -> SweepSummary:
     """Run (or resume) a robustness sweep; see the module docstring for what it writes.
+
+    ``arch`` / ``arch_args`` build the model of a ``.pt`` state dict (or a user architecture);
+    ``input_shape`` / ``example_inputs`` feed the graph analysis (default: the shape the file
+    records, else the data's), as for ``nnf groups``.
 
     Returns:
         The engine's :class:`SweepSummary` (failed cells listed, not raised).
     """
     config = robustness_config(model, data, attack, levels=levels, seeds=seeds, methods=methods, target=target,
                                limit_eval=limit_eval, global_prune=global_prune, fraction=fraction, device=device,
-                               watermark_key=watermark_key)
+                               watermark_key=watermark_key, arch=arch, arch_args=arch_args, input_shape=input_shape,
+                               example_inputs=example_inputs)
     ResultsDir(results_dir).check_config(config)  # refuse a foreign directory before any work
     check_setup(config)
     notes = [_companions_note(config, companions)] if (companions := target_companions(config)) else []

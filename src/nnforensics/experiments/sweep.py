@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, NNFError
+from ..errors import ConfigError, CorruptFileError, NNFError
+from ..io.jsonfile import read_json
 from ..utils.atomic import TMP_PREFIX, atomic_path, atomic_write_text
 from ..utils.progress import progress
 
@@ -172,9 +173,9 @@ class ResultsDir:
         file = self.path / CONFIG_FILE
         if not file.exists():
             return None
-        try:
-            return json.loads(file.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+        try:  # bounded and strict: a crafted file is one clear error
+            return read_json(file, "sweep configuration", allow_nan=True)
+        except (OSError, CorruptFileError) as err:
             raise ConfigError(f"{str(file)!r} is unreadable ({err}); delete the results directory to start over") from None
 
     def check_config(self, config: Mapping[str, Any]) -> bool:

@@ -8,8 +8,6 @@ group leaves the function unchanged (:mod:`.validate`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn as nn
 
@@ -18,16 +16,19 @@ from .apply import application_order, apply_group, random_permutation
 from .groups import GroupSet, Member, PermutationGroup, Segment
 from .labels import LabelState
 from .propagate import Propagator
-from .trace import as_tuple, state_tensors, trace_model
+from .trace import Inputs, as_tuple, call_model, positional, state_tensors, trace_model
 from .validate import relative_difference, validate_groups
 
 __all__ = [
     "GroupSet",
+    "Inputs",
     "Member",
     "PermutationGroup",
     "Segment",
     "application_order",
     "apply_group",
+    "as_tuple",
+    "call_model",
     "example_inputs_for",
     "find_groups",
     "random_permutation",
@@ -40,14 +41,15 @@ def example_inputs_for(shape_or_meta, n: int = 2, seed: int = 0) -> torch.Tensor
     """A batch (n, *shape) of random inputs in [0, 1) for one input shape ``(C, H, W)`` (or a ModelMeta's)."""
     shape = getattr(shape_or_meta, "input_shape", shape_or_meta)
     if not shape:
-        raise ConfigError("the model's input shape is unknown; give example inputs (or --input-shape)")
+        raise ConfigError("the model's input shape is unknown; give example inputs "
+                          "(command line: --input-shape C,H,W or --example-inputs FILE)")
     gen = torch.Generator().manual_seed(seed)
     return torch.rand((n, *[int(s) for s in shape]), generator=gen)
 
 
 def find_groups(
     model: nn.Module,
-    example_inputs: torch.Tensor | Sequence[torch.Tensor],
+    example_inputs: Inputs,
     *,
     strict: bool = True,
     validate: bool = True,
@@ -56,8 +58,9 @@ def find_groups(
 
     Args:
         model: any module; it is traced in eval mode and not modified.
-        example_inputs: a tensor or tuple of tensors accepted by ``model(*inputs)``
-            (batch of at least 2 recommended).
+        example_inputs: a tensor or tuple of tensors accepted by ``model(*inputs)``, or a
+            mapping of named tensors accepted by ``model(**inputs)`` (e.g. ``input_ids`` and
+            ``attention_mask``); a batch of at least 2 is recommended.
         strict: raise :class:`~nnforensics.errors.UnsupportedModelError` naming an
             operation the analysis does not understand (otherwise its axes are frozen).
         validate: check numerically (float64) that every group preserves the function.
@@ -66,7 +69,7 @@ def find_groups(
         :class:`GroupSet`, producers before consumers. The network's input and output
         axes are never part of a group.
     """
-    inputs = as_tuple(example_inputs)
+    model, inputs = positional(model, example_inputs)  # named inputs: same parameter names
     gm, names = trace_model(model, inputs)
     state = LabelState()
     n_inputs = len([n for n in gm.graph.nodes if n.op == "placeholder"]) - len(names)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Union
 
 import torch
 import torch.fx as fx
@@ -22,8 +23,35 @@ def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def as_tuple(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    return (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+#: Example inputs: one tensor, positional tensors, or named tensors (passed as keyword arguments).
+Inputs = Union[torch.Tensor, Sequence[torch.Tensor], Mapping[str, torch.Tensor]]
+
+
+def as_tuple(inputs: Inputs) -> tuple[torch.Tensor, ...]:
+    """The input tensors in order (a mapping's values, in its order)."""
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,)
+    return tuple(inputs.values()) if isinstance(inputs, Mapping) else tuple(inputs)
+
+
+def call_model(model: nn.Module, inputs: Inputs):
+    """``model(**inputs)`` for named inputs, else ``model(*inputs)``."""
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    return model(*as_tuple(inputs))
+
+
+def positional(model: nn.Module, inputs: Inputs) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """``(module, tensors)`` such that ``module(*tensors)`` is the model's call on ``inputs``.
+
+    Named inputs get a :class:`~nnforensics.models.wrappers.KeywordInputs` adapter, which
+    keeps the model's parameter names (so groups found on it are the model's groups).
+    """
+    if not isinstance(inputs, Mapping):
+        return model, as_tuple(inputs)
+    from ..models.wrappers import KeywordInputs
+
+    return KeywordInputs(model, list(inputs)), as_tuple(inputs)
 
 
 def trace_model(model: nn.Module, example_inputs: Sequence[torch.Tensor]) -> tuple[fx.GraphModule, list[str]]:

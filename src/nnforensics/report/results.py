@@ -15,7 +15,6 @@ all of them. Nothing here writes to the results directories.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, CorruptFileError, DataError
+from ..io.jsonfile import read_json
 from .attacks import AttackStyle, attack_style
 
 #: Columns every results row must have.
@@ -179,10 +179,10 @@ def read_config(directory: Path) -> dict:
     path = directory / "config.json"
     if not path.exists():
         return {}
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(f"cannot read {str(path)!r}: {err}") from err
+    try:  # bounded and strict (a results folder may come from someone else)
+        config = read_json(path, "sweep configuration", allow_nan=True)
+    except CorruptFileError as err:
+        raise ConfigError(str(err)) from None
     if not isinstance(config, dict):
         raise ConfigError(f"{str(path)!r} must hold a JSON object, not {type(config).__name__}")
     return config

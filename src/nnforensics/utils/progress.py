@@ -1,4 +1,9 @@
-"""Rich progress bars that vanish with ``quiet=True`` and never touch stdout."""
+"""Rich progress bars on stderr: shown only on a terminal, never with ``quiet=True``, never on stdout.
+
+Redirected to a file or a pipe, a bar cannot redraw itself: rich would leave its last
+frame (and ANSI residue) in the log, so there is no bar at all unless stderr is a
+terminal. Status lines (:func:`info`) are plain text and still printed.
+"""
 
 from __future__ import annotations
 
@@ -38,10 +43,15 @@ class _NullProgress:
         pass
 
 
+def bars_shown(quiet: bool = False) -> bool:
+    """True when progress bars are drawn: not ``quiet`` and stderr is a terminal."""
+    return not quiet and stderr_console.is_terminal
+
+
 @contextmanager
 def progress(quiet: bool = False, transient: bool = False):
-    """Context manager yielding a rich ``Progress`` (or a silent stand-in)."""
-    if quiet:
+    """Context manager yielding a rich ``Progress`` (or a silent stand-in, see :func:`bars_shown`)."""
+    if not bars_shown(quiet):
         yield _NullProgress()
         return
     bar = Progress(

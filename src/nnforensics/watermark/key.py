@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError, CorruptFileError, UnknownNameError
+from ..io.jsonfile import read_json
 from ..models.layers import weight_layers
 from ..perturbation import output_axis
 from ..utils.atomic import atomic_write_text
@@ -262,28 +263,6 @@ def save_key(path: str | os.PathLike, key: WatermarkKey) -> Path:
     return path
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"non-finite number {name}")
-
-
-def _read_json(path: Path) -> Any:
-    if not path.exists():
-        raise ConfigError(f"key file not found: {str(path)!r}")
-    if not path.is_file():
-        raise ConfigError(f"expected a key file, got a directory or special file: {str(path)!r}")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise CorruptFileError(f"key file {str(path)!r} is not text (a watermark key is JSON)") from None
-    if not text.strip():
-        raise CorruptFileError(f"key file {str(path)!r} is empty")
-    try:
-        return json.loads(text, parse_constant=_no_constants)  # NaN/Infinity are not JSON: refuse them
-    except ValueError as err:
-        raise CorruptFileError(f"key file {str(path)!r} is not valid JSON (truncated or corrupt?): "
-                               f"{str(err).splitlines()[0]}") from None
-
-
 def _is_int(v: Any, low: int = 0) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
@@ -344,7 +323,7 @@ def load_key(path: str | os.PathLike) -> WatermarkKey:
     key that would extract with another X is refused at once.
     """
     path = Path(path)
-    raw = _read_json(path)
+    raw = read_json(path, "key file")  # bounded and strict: a crafted file is one clear error
     key = key_from_dict(raw, f"key file {str(path)!r}")
     try:
         _ = key.matrix  # regenerated and checked now, not at the first extraction
