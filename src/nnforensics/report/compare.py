@@ -1,4 +1,4 @@
-"""A self-contained HTML page for ``compare``: verdict, which layers changed and how."""
+"""A self-contained HTML page for ``compare``: the conclusion first, then what changed and how."""
 
 from __future__ import annotations
 
@@ -16,59 +16,118 @@ from .html import Bullets, Image, KeyValues, Paragraph, Section, write_html  # n
 from .plots import plain  # noqa: E402
 from .tables import Table, fmt_num  # noqa: E402
 
-STAT_COLUMNS = [("cosine", "cosine"), ("rel_l2", "rel. L2 change"), ("norm_ratio", "norm ratio"),
-                ("sparsity_original", "zeros (orig.)"), ("sparsity_suspect", "zeros (suspect)"),
-                ("distinct_suspect", "distinct values"), ("neuron_norm_ratio_min", "neuron norm ratio min"),
-                ("neuron_norm_ratio_max", "max")]
+READINGS = [
+    "noise: the change looks like i.i.d. Gaussian noise added to the weights (Gaussian, uncorrelated with the "
+    "weights, no low-rank structure, every neuron moved alike) and no bias or normalisation value changed.",
+    "fine-tuning: structured changes (low-rank, uneven across neurons) and, usually, biases and normalisation "
+    "statistics changed too: the copy was trained further.",
+    "quantization: every value lies on a uniform grid of B bits (per tensor or per output channel).",
+    "pruning: at least 5 points more exact zeros than the original.",
+    "scaling: neurons multiplied by a factor; their cosine with the original stays 1, their L2 norm does not "
+    "(the integrity attack of Find the Lady, caught by its L2-norm check).",
+    "unmatched: the tensor differs only at neurons that could not be re-identified (too heavily modified, "
+    "or taken for their counterparts by mistake): it takes no part in the overall reading.",
+]
 
 
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     return buffer.getvalue()
 
 
 def plot_changes(layers: list[dict[str, Any]]) -> Figure:
     """Per weight tensor: cosine with the original and relative L2 change (after re-synchronization)."""
-    rows = [r for r in layers if r["tensor"].endswith("weight")] or layers
+    rows = [r for r in layers if r.get("is_weight")] or layers
     names = [plain(r["tensor"]) for r in rows]
-    fig = Figure(figsize=(max(6.0, 0.35 * len(rows) + 2), 4.2), layout="constrained")
+    fig = Figure(figsize=(min(11.0, max(6.0, 0.35 * len(rows) + 2)), 4.2), layout="constrained")
     ax = fig.subplots()
     x = range(len(rows))
     ax.bar([i - 0.2 for i in x], [r["cosine"] for r in rows], 0.4, label="cosine with the original", color="tab:blue")
-    ax.bar([i + 0.2 for i in x], [min(r["rel_l2"], 2.0) for r in rows], 0.4, label="relative L2 change (clipped at 2)",
-           color="tab:red")
+    ax.bar([i + 0.2 for i in x], [min(r["rel_l2"], 2.0) for r in rows], 0.4,
+           label="relative L2 change ‖Δ‖/‖W‖ (clipped at 2)", color="tab:red")
     ax.set_xticks(list(x), names, rotation=60, ha="right", fontsize=7)
     ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
     ax.set_ylabel("after re-synchronization")
-    ax.legend(fontsize=8)
+    fig.legend(loc="outside upper center", ncol=2, fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
     return fig
 
 
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def _facts(result: Any) -> dict[str, str]:
+    """The numbers behind the conclusion, each with its meaning and unit."""
+    facts = {
+        "verdict": f"{result.verdict} ({result.confidence} confidence)",
+        "neurons re-identified": (
+            f"{result.reidentified} of {result.units} = similarity {result.similarity:.3f} — share of the original's "
+            f"neurons whose counterpart in the suspect stands out beyond chance (1 % per neuron, Bonferroni over "
+            f"the candidates; groups of at least 3 units)"),
+    }
+    if result.verdict == "derived":
+        facts["most likely modification"] = f"{result.kind} ({result.kind_detail}); read in {result.kind_votes}"
+        facts["kind readings (tensors)"] = ", ".join(f"{k}: {n}" for k, n in sorted(result.kinds.items()))
+    if result.permuted_groups is not None:
+        facts["permutation groups found out of order"] = f"{result.permuted_groups} of {len(result.groups)}"
+    facts["output change after re-synchronization"] = (
+        f"{_pct(result.output_difference)} — largest |Δ output| on the example inputs, in % of the original's "
+        f"largest output (0 % for a permuted copy)")
+    if result.verdict == "derived":
+        facts["changed layers (model order)"] = ", ".join(result.changed_layers) or "none"
+    return facts
+
+
+def _meaning(result: Any) -> str:
+    if result.verdict == "unrelated":
+        return ("Independently trained networks of one architecture share a few neurons by chance (at most 3 % in "
+                "our calibration, benchmarks/compare_calibration.py). Per-layer kinds of change describe how a copy "
+                "was modified and do not apply to unrelated networks, so none is given.")
+    if result.verdict == "derived":
+        return ("The suspect's neurons were put back in the original's order before comparing; the readings below "
+                "describe how the copy differs from the original, tensor by tensor, over the re-identified neurons.")
+    return "The suspect computes exactly what the original computes."
+
+
+def _tensor_table(result: Any) -> Table:
+    related = result.verdict != "unrelated"
+    columns = ["tensor"] + (["reading"] if related else []) + [
+        "cosine", "‖Δ‖ / ‖W‖", "Ω = std Δ / std W", "zeros % (orig → suspect)", "grid (bits)",
+        "neuron L2-norm ratio (min – max)"]
+    rows = []
+    for r in result.layers:
+        norms = (f"{fmt_num(r['neuron_norm_ratio_min'], 3)} – {fmt_num(r['neuron_norm_ratio_max'], 3)}"
+                 if "neuron_norm_ratio_min" in r else "")
+        kind = [(r["kind"] or "") if r["changed"] else "unchanged"] if related else []
+        rows.append([r["tensor"], *kind, fmt_num(r["cosine"], 4), fmt_num(r["rel_l2"], 4),
+                     fmt_num(r["omega"], 3) if r["changed"] else "",
+                     f"{100 * r['sparsity_original']:.1f} → {100 * r['sparsity_suspect']:.1f}",
+                     str(r.get("bits", "")), norms])
+    note = ("cosine and ‖Δ‖/‖W‖ (relative L2 change, unit-free) compare each whole tensor with the original's; "
+            "Ω is the paper's noise level when the change is Gaussian noise; the neuron norm ratio is the L2-norm "
+            "check of Find the Lady (1 for every neuron unless neurons were scaled).")
+    return Table(columns, rows, title="Per tensor, after re-synchronization", note=note)
+
+
 def write_compare_report(result: Any, path: str | os.PathLike, original: str, suspect: str) -> Path:
     """Write the page for a :class:`~nnforensics.integrity.CompareResult`; returns its path."""
-    summary = {"verdict": result.verdict, "most likely modification": result.kind or "–",
-               "similarity (share of mutual best-matching neurons)": fmt_num(result.similarity, 3),
-               "groups that were permuted": result.permuted_groups,
-               "output difference after re-synchronization (relative)": f"{result.output_difference:.3g}",
-               "changed layers": ", ".join(result.changed_layers) or "none"}
-    kinds = [f"{kind}: {count} tensor(s)" for kind, count in sorted(result.kinds.items())]
-    tensor_table = Table(["tensor", *[title for _, title in STAT_COLUMNS], "change"],
-                         [[r["tensor"], *[fmt_num(r.get(key), 4) if key in r else "" for key, _ in STAT_COLUMNS],
-                           r.get("kind") or ("" if not r["changed"] else "?")] for r in result.layers],
-                         title="Per tensor, after re-synchronization")
-    group_table = Table(["group", "units", "kind", "margin", "mutual best %", "collisions"],
-                        [[g["name"], str(g["size"]), g.get("kind", ""), fmt_num(g.get("margin"), 3),
+    group_table = Table(["group", "units", "re-identified", "margin", "mutual best %", "collisions"],
+                        [[g["name"], str(g["size"]), str(g.get("reidentified", "–")), fmt_num(g.get("margin"), 3),
                           fmt_num(g.get("unambiguous"), 1), str(g.get("collisions", 0))] for g in result.groups],
-                        title="How each permutation group was matched")
+                        title="How each permutation group was matched",
+                        note="margin: best minus second-best cosine similarity (0-2); mutual best: share of matched "
+                             "neurons that are each other's best match; re-identified: neurons beyond chance.")
     sections = [
-        Section("Verdict", [KeyValues(summary)] + ([Bullets(kinds)] if kinds else [])),
-        Section("What changed", [Image(_png(plot_changes(result.layers)), "per-tensor changes"), tensor_table]),
-        Section("Re-synchronization", [
-            Paragraph("The suspect's neurons were put back in the original's order (lap) before comparing. "
-                      "margin: best minus second-best similarity; mutual best: the matched neurons are each "
-                      "other's best match."), group_table]),
+        Section("Conclusion", [Paragraph(result.summary(), "lead"), Paragraph(_meaning(result)),
+                               KeyValues(_facts(result))]),
+        Section("What changed", [Image(_png(plot_changes(result.layers)), "per-tensor changes",
+                                       "Cosine with the original (blue) and relative L2 change (red) per weight "
+                                       "tensor, after re-synchronization."),
+                                 _tensor_table(result)]),
+        Section("Re-synchronization", [group_table]),
+        Section("How to read the readings", [Bullets(READINGS)]),
     ]
     return write_html(path, f"compare: {original} vs {suspect}", sections,
                       subtitle="nnforensics integrity comparison")

@@ -36,7 +36,9 @@ p.subtitle { color: #555; margin-top: 0; }
 nav ul { columns: 2; padding-left: 1.2em; }
 table { border-collapse: collapse; margin: 0.6em 0 0.3em; font-size: 0.92em; }
 th, td { border: 1px solid #d0d4da; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
-th { background: #f1f3f6; }
+th { background: #f1f3f6; white-space: normal; vertical-align: bottom; }
+p.lead { font-size: 1.15em; font-weight: 600; background: #eef4fb; border-left: 4px solid #3a8fd9;
+         padding: 0.6em 0.9em; }
 td:first-child, th:first-child { text-align: left; }
 table.kv td { text-align: left; white-space: normal; }
 table.kv td:first-child { font-weight: 600; }

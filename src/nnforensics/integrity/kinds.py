@@ -1,0 +1,144 @@
+"""How a derived copy was modified: one reading per changed tensor, one for the model.
+
+Readings, tried in this order for each changed tensor:
+
+* ``pruning`` — at least 5 points more exact zeros than the original;
+* ``quantization`` — every value on a uniform grid of at most 16 bits (asymmetric min-max
+  or symmetric, per tensor or per output channel) that the original is not on;
+* ``scaling`` — neurons whose weights were multiplied by a factor: cosine 1 with the
+  original, L2 norm changed (the paper's integrity attack, caught by its L2-norm check);
+  a bias changed only at those neurons reads the same;
+* ``noise`` — a weight tensor whose change looks like i.i.d. Gaussian noise (Gaussian,
+  uncorrelated with the weights, no low-rank structure, every neuron moved alike:
+  :func:`.statistics.noise_stats` within :func:`.statistics.noise_tolerances`) while
+  no bias or normalisation value changed anywhere (noise is added to weights only);
+* ``fine-tuning`` — any other change: training moves biases and normalisation
+  statistics too and makes structured (low-rank, uneven) updates;
+* ``unmatched`` — the tensor differs only at neurons that were not re-identified, a
+  bias or normalisation tensor changed at fewer than half of its re-identified neurons
+  (training moves them all: these are neurons taken for their counterparts by mistake),
+  or too few of a weight tensor's neurons were re-identified to read its change; such
+  rows take no part in the model's reading.
+
+Statistics of the change are taken over the re-identified neurons only (see
+:mod:`.evidence`), so that a few mismatched neurons cannot pass for a modification.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from .statistics import noise_tolerances
+
+MIN_READABLE = 32  # values of re-identified neurons needed to read a weight tensor's change
+PRUNING_ZEROS = 0.05  # increase of the share of exact zeros that reads as pruning
+BROAD_CHANGE = 0.5  # share of a bias/normalisation tensor's values that changed: trained
+NOISE_STATS = ("kurtosis", "weight_corr", "spectral_ratio", "row_spread")
+
+
+def noise_like(row: dict[str, Any]) -> bool:
+    """Whether a weight tensor's change statistics are within what i.i.d. Gaussian noise gives."""
+    if not all(key in row for key in NOISE_STATS):
+        return False
+    tol = noise_tolerances(row["rows"], row["cols"])
+    return all(abs(row[key]) <= tol[key] for key in NOISE_STATS)
+
+
+def _scaled_companion(row: dict[str, Any], rows_by_layer: dict[str, list[dict[str, Any]]]) -> bool:
+    """A bias (1-D) whose changed entries all belong to neurons its layer's weight scaled."""
+    changed = set(row.get("changed_entries", []))
+    for other in rows_by_layer.get(row["layer"], []):
+        if other is not row and other.get("kind") == "scaling" and other.get("n_scaled_neurons"):
+            return bool(changed) and changed <= set(other.get("scaled_neurons", []))
+    return False
+
+
+def read_tensor(row: dict[str, Any], trained: bool) -> str:
+    """The reading of one changed weight tensor (``row`` from :func:`~.comparison.tensor_row`)."""
+    if row["sparsity_suspect"] - row["sparsity_original"] >= PRUNING_ZEROS:
+        return "pruning"
+    if row.get("bits") is not None:
+        return "quantization"
+    if row.get("neuron_cosine_min", 0.0) > 1 - 1e-6 and row.get("n_scaled_neurons"):
+        return "scaling"
+    if not trained and noise_like(row):
+        return "noise"
+    return "fine-tuning"
+
+
+def read_all(rows: list[dict[str, Any]]) -> bool:
+    """Set ``row["kind"]`` for every changed tensor in place; returns whether training was seen.
+
+    Training is seen when some bias or normalisation tensor changed broadly (at least
+    :data:`BROAD_CHANGE` of its re-identified values) other than by scaling.
+    """
+    by_layer: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_layer.setdefault(row["layer"], []).append(row)
+    weights = [r for r in rows if r["changed"] and r["is_weight"]]
+    others = [r for r in rows if r["changed"] and not r["is_weight"]]
+    for row in weights:  # scaling must be known before its biases are read
+        readable = row.get("kept_values", 0) >= MIN_READABLE and row.get("changed_share", 0.0) > 0
+        row["kind"] = read_tensor(row, trained=False) if readable else "unmatched"
+    trained = False
+    for row in others:
+        if _scaled_companion(row, by_layer):
+            row["kind"] = "scaling"
+        elif row.get("changed_share", 0.0) >= BROAD_CHANGE:
+            row["kind"] = "fine-tuning"
+            trained = True
+        else:  # a few values only: neurons taken for their counterparts by mistake
+            row["kind"] = "unmatched"
+    if trained:
+        for row in weights:
+            if row["kind"] == "noise":
+                row["kind"] = "fine-tuning"
+    return trained
+
+
+def model_reading(rows: list[dict[str, Any]], trained: bool) -> dict[str, Any]:
+    """The model's kind of modification, how sure, and the numbers behind it.
+
+    Returns ``{"kind", "detail", "votes", "voters", "confidence", "kinds"}``: the most
+    common reading of the changed weight tensors (of any changed tensor when no weight
+    changed), how many of them read so, a short phrase with its numbers, and the count of
+    every reading.
+    """
+    changed = [r for r in rows if r["changed"] and r["kind"] != "unmatched"]
+    weights = [r for r in changed if r["is_weight"]] or changed
+    counts = Counter(r["kind"] for r in weights)
+    kinds = dict(Counter(r["kind"] for r in rows if r["changed"]))
+    if not counts:
+        return {"kind": "unmatched", "detail": "every change sits at neurons that were not re-identified",
+                "votes": 0, "voters": 0, "confidence": "low", "kinds": kinds}
+    kind, votes = counts.most_common(1)[0]
+    agree = [r for r in weights if r["kind"] == kind]
+    agreement = votes / len(weights)
+    detail = _detail(kind, agree, trained)
+    confidence = "high" if agreement >= 0.8 else "moderate" if agreement >= 0.5 else "low"
+    return {"kind": kind, "detail": detail, "votes": votes, "voters": len(weights), "confidence": confidence,
+            "kinds": kinds}
+
+
+def _detail(kind: str, rows: list[dict[str, Any]], trained: bool) -> str:
+    """A short phrase with the numbers of a reading (bits, Ω, zeros, factors)."""
+    if kind == "quantization":
+        bits = Counter(r["bits"] for r in rows).most_common(1)[0][0]
+        return f"{bits} bits"
+    if kind == "noise":
+        omega = float(np.median([r["omega"] for r in rows]))
+        return f"Gaussian, Ω ≈ {omega:.2g}"
+    if kind == "pruning":
+        zeros = float(np.median([r["sparsity_suspect"] for r in rows]))
+        return f"{100 * zeros:.0f} % zeros"
+    if kind == "scaling":
+        low = min(r["scale_factor_min"] for r in rows)
+        high = max(r["scale_factor_max"] for r in rows)
+        neurons = sum(r["n_scaled_neurons"] for r in rows)
+        factor = f"x{low:.3g}" + ("" if abs(high - low) < 1e-6 else f" to x{high:.3g}")
+        return f"{neurons} neuron(s) scaled {factor}, directions unchanged"
+    change = float(np.median([r["rel_l2"] for r in rows]))
+    return f"relative change {change:.2g}" + ("; biases/normalisation changed too" if trained else "")
