@@ -18,7 +18,8 @@ Readings, tried in this order for each changed tensor:
   bias or normalisation tensor changed at fewer than half of its re-identified neurons
   (training moves them all: these are neurons taken for their counterparts by mistake),
   or too few of a weight tensor's neurons were re-identified to read its change; such
-  rows take no part in the model's reading.
+  rows take no part in the model's reading (pruning and quantization are read from the
+  whole tensor, whose zeros and grid do not depend on the order of its neurons).
 
 Statistics of the change are taken over the re-identified neurons only (see
 :mod:`.evidence`), so that a few mismatched neurons cannot pass for a modification.
@@ -37,6 +38,8 @@ MIN_READABLE = 32  # values of re-identified neurons needed to read a weight ten
 PRUNING_ZEROS = 0.05  # increase of the share of exact zeros that reads as pruning
 BROAD_CHANGE = 0.5  # share of a bias/normalisation tensor's values that changed: trained
 NOISE_STATS = ("kurtosis", "weight_corr", "spectral_ratio", "row_spread")
+#: Readings from statistics of the whole tensor, which the order of its neurons cannot change.
+WHOLE_TENSOR_READINGS = ("pruning", "quantization")
 
 
 def noise_like(row: dict[str, Any]) -> bool:
@@ -81,8 +84,10 @@ def read_all(rows: list[dict[str, Any]]) -> bool:
     weights = [r for r in rows if r["changed"] and r["is_weight"]]
     others = [r for r in rows if r["changed"] and not r["is_weight"]]
     for row in weights:  # scaling must be known before its biases are read
+        row["kind"] = read_tensor(row, trained=False)
         readable = row.get("kept_values", 0) >= MIN_READABLE and row.get("changed_share", 0.0) > 0
-        row["kind"] = read_tensor(row, trained=False) if readable else "unmatched"
+        if not readable and row["kind"] not in WHOLE_TENSOR_READINGS:
+            row["kind"] = "unmatched"
     trained = False
     for row in others:
         if _scaled_companion(row, by_layer):
