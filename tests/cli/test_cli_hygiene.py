@@ -91,6 +91,30 @@ def test_one_device_default_everywhere():
     assert set(defaults.values()) == {"auto"}, defaults
 
 
+def test_every_device_default_is_the_one_constant():
+    """Review of issue 9: ``nnf train`` spelled "auto" itself; a changed default would have missed it."""
+    import ast
+
+    import nnforensics.cli as cli
+
+    literal = []
+    for source in sorted(Path(cli.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                args = node.args.args[len(node.args.args) - len(node.args.defaults):]
+                literal += [f"{source.name}:{node.name}" for arg, default in zip(args, node.args.defaults)
+                            if ast.unparse(arg.annotation or ast.Constant(None)) == "DeviceOpt"
+                            and not (isinstance(default, ast.Name) and default.id == "DEVICE_DEFAULT")]
+    assert not literal, literal
+
+
+@pytest.mark.parametrize("command", ["compare", "resync"])
+def test_unknown_method_is_refused_before_any_model_is_read(expect_error, tmp_path, command):
+    missing = tmp_path / "not-there.safetensors"  # would be "file not found" if the models were read first
+    expect_error(command, missing, missing, "--method", "foo",
+                 match=r"unknown method 'foo'; valid methods: argmax, lap, rank, weight-matching")
+
+
 # ---------------------------------------------------------------- --json errors
 
 def _deep_json(path: Path, depth: int = 100_000) -> Path:

@@ -183,10 +183,23 @@ def test_bad_example_inputs_are_one_clear_line(expect_error, nets, tmp_path, mak
     expect_error("groups", nets["mlp"], "--arch", nets["mlp_arch"], "--example-inputs", path, match=match)
 
 
-@pytest.mark.parametrize("shape,match", [("3,-1", "positive integers"), ("abc", "positive integers"),
-                                         ("100000,100000", "at most")])
+@pytest.mark.parametrize("shape,match", [
+    ("3,-1", "positive integers"), ("abc", "positive integers"), ("100000,100000", "at most"),
+    # review of issue 9: "3,x" was read as (3,), "20,,," as (20,), a 5-D shape refused only when saving
+    ("3,x", "positive integers"), ("20,,,", "positive integers"), (",20", "positive integers"),
+    ("20,0", "positive integers"), ("2.5", "positive integers"), ("", "positive integers"),
+    ("1,1,1,1,20", r"has 5 axes; one input has 1 to 4"),
+])
 def test_bad_input_shapes(expect_error, nets, shape, match):
     expect_error("groups", nets["mlp"], "--arch", nets["mlp_arch"], "--input-shape", shape, match=match)
+
+
+@pytest.mark.parametrize("text, shape", [("20", [20]), ("3,32,32", [3, 32, 32]), (" 3, 32 ,32 ", [3, 32, 32]),
+                                         ("1,2,3,4", [1, 2, 3, 4])])
+def test_input_shapes_accepted(text, shape):
+    from nnforensics.cli.loading import parse_input_shape
+
+    assert parse_input_shape(text) == shape
 
 
 def test_input_shape_and_example_inputs_together_are_refused(expect_error, nets):

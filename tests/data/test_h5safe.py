@@ -212,3 +212,56 @@ def test_read_attr_checks_the_declared_size(tmp_path):
         assert read_attr(f, "small", "attrs.h5", 8) == 3 and read_attr(f, "absent", "attrs.h5", 8) is None
         with pytest.raises(DataError, match="attribute 'big' of '/'.*8,000 bytes, more than the 100 allowed"):
             read_attr(f, "big", "attrs.h5", 100)
+
+
+# ---------------------------------------------------------------- filtered datasets (review of issue 9)
+
+def _chunked(tmp_path, name, written, **filters):
+    """'data' of SHAPE_40 in 10 chunks through ``filters``; only the first ``written`` samples are stored."""
+    path = tmp_path / f"{name}.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("data", shape=SHAPE_40, dtype="u1", chunks=(4, 1, 28, 28), **filters)
+        if written:
+            ds[:written] = np.arange(written * 784, dtype=np.uint32).reshape(written, 1, 28, 28) % 251
+        f.create_dataset("label", data=np.arange(SHAPE_40[0]) % 2)
+    return path
+
+
+SHAPE_40 = (40, 1, 28, 28)
+FILTERS = {"lzf": {"compression": "lzf"}, "gzip": {"compression": "gzip"},
+           "shuffle+gzip": {"shuffle": True, "compression": "gzip", "fletcher32": True}, "none": {}}
+
+
+@pytest.mark.parametrize("written", [0, 4])
+@pytest.mark.parametrize("filters", sorted(FILTERS))
+def test_chunks_never_written_are_refused_whatever_the_filters(tmp_path, filters, written):
+    """Review: an LZF dataset whose chunks were never written was read as fill values (20,000 images
+    from a 162 KB file); deflate's ratio check let a partly written dataset through too."""
+    path = _chunked(tmp_path, filters, written, **FILTERS[filters])
+    with pytest.raises(CorruptFileError, match=rf"'/data' declares shape \(40, 1, 28, 28\) in 10 chunks of "
+                                               rf"\(4, 1, 28, 28\), but the file stores only {written // 4} of them"):
+        load_dataset(f"h5:{path}", "all")
+
+
+@pytest.mark.parametrize("filters", sorted(FILTERS))
+def test_fully_written_filtered_datasets_are_read(tmp_path, filters):
+    data = load_dataset(f"h5:{_chunked(tmp_path, filters, 40, **FILTERS[filters])}", "all")
+    assert data.x.shape == (40, 1, 28, 28) and int(data.x[1, 0, 0, 0]) == 784 % 251  # uint8, as stored
+
+
+def test_filters_of_unbounded_ratio_are_refused(tmp_path):
+    """scaleoffset packs a constant chunk into a few bits per value: its ratio has no useful bound."""
+    path = tmp_path / "so.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=np.zeros(SHAPE_40, "i4"), chunks=(4, 1, 28, 28), scaleoffset=0)
+        f.create_dataset("label", data=np.arange(40) % 2)
+    with pytest.raises(UnsafeFileError, match=r"so\.h5.*'/data' is stored through HDF5 filter 'scaleoffset' "
+                                              r"\(id 6\).*cannot bound"):
+        load_dataset(f"h5:{path}", "all")
+
+
+def test_cli_unwritten_lzf_dataset_is_one_line_exit_1(tmp_path, run_cli, tiny_model_file):
+    result = run_cli("eval", tiny_model_file, "--data", f"h5:{_chunked(tmp_path, 'lzf', 0, compression='lzf')}",
+                     "--split", "all")
+    lines = result.err.strip().splitlines()
+    assert result.code == 1 and len(lines) == 1 and "stores only 0 of them" in lines[0], result.err

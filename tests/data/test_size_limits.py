@@ -17,7 +17,7 @@ import pytest
 from datafmt import idx_bytes, tar_gz, write_blank_png, write_cifar10, write_gz_stream, write_mnist_idx, write_png
 
 from nnforensics.data import DataWarning, load_dataset
-from nnforensics.data.limits import DEFAULT_MAX_DATA_BYTES, max_data_bytes
+from nnforensics.io.limits import DEFAULT_MAX_DATA_BYTES, max_data_bytes
 from nnforensics.data.safe_pickle import load_data_pickle
 from nnforensics.data.validate import library_warnings
 from nnforensics.errors import ConfigError, CorruptFileError, DataError
@@ -44,13 +44,14 @@ def _idx_header(dims: tuple[int, ...]) -> bytes:
 # ----------------------------------------------------------------- the bound itself
 
 @pytest.mark.parametrize("raw, expected", [("", DEFAULT_MAX_DATA_BYTES), ("512", 512), ("8G", 8 * 1024**3),
-                                           ("100 KiB", 100 * 1024), ("3mb", 3 * MB)])
+                                           ("100 KiB", 100 * 1024), ("3mb", 3 * MB), ("1.5G", 3 * 1024**3 // 2),
+                                           ("0.5 MiB", MB // 2), (".25k", 256)])
 def test_bound_from_environment(monkeypatch, raw, expected):
     monkeypatch.setenv("NNF_MAX_DATA_BYTES", raw)
     assert max_data_bytes() == expected
 
 
-@pytest.mark.parametrize("raw", ["0", "-5", "lots", "1.5G"])
+@pytest.mark.parametrize("raw", ["0", "-5", "lots", "0.1", "1.5.2G", "1e9"])
 def test_bad_bound_is_a_config_error(monkeypatch, raw):
     monkeypatch.setenv("NNF_MAX_DATA_BYTES", raw)
     with pytest.raises(ConfigError, match="NNF_MAX_DATA_BYTES"):
@@ -144,6 +145,29 @@ def test_png_past_pillows_hard_limit_is_a_data_error(tmp_path, monkeypatch):
     write_blank_png(tmp_path / "a" / "big.png", 100, 100)
     with pytest.raises(DataError, match=r"big\.png.*too large to decode safely"):
         load_dataset(f"imagefolder:{tmp_path}", "all")
+
+
+def test_the_pixel_limit_can_be_raised_from_the_environment(tmp_path, monkeypatch):
+    """Review of issue 9: the error said "raise that limit" but no option or variable could."""
+    from PIL import Image
+
+    from nnforensics.data.imagefolder import max_image_pixels
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    for cls in ("a", "b"):
+        write_png(tmp_path / cls / "0.png", np.zeros((40, 60), np.uint8))  # 2,400 pixels
+    spec = f"imagefolder:{tmp_path}"
+    with pytest.raises(DataError, match=r"0\.png.*too large.*allow more with NNF_MAX_IMAGE_PIXELS=N"):
+        load_dataset(spec, "all")
+    monkeypatch.setenv("NNF_MAX_IMAGE_PIXELS", "2000")  # Pillow's own check follows it: 2,400 < 2 x 2,000
+    with pytest.raises(DataError, match=r"60x40 \(2,400 pixels\), more than the 2,000 .*NNF_MAX_IMAGE_PIXELS"):
+        load_dataset(spec, "all")
+    monkeypatch.setenv("NNF_MAX_IMAGE_PIXELS", "2_400")
+    assert load_dataset(spec, "all").x.shape == (2, 1, 40, 60)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # restored
+    monkeypatch.setenv("NNF_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ConfigError, match="NNF_MAX_IMAGE_PIXELS='lots' is not a positive number of pixels"):
+        max_image_pixels()
 
 
 def test_decoded_tree_over_the_bound_is_refused_before_decoding(tmp_path, monkeypatch):

@@ -13,6 +13,8 @@ from nnforensics.io.jsonfile import parse_json, read_json
     ("[" * 70 + "]" * 70, "nested too deeply"),
     ("[" + "9" * 5000 + "]", "an integer with thousands of digits"),
     ("[NaN]", "not valid JSON"),
+    ("[1e999]", r"non-finite number 1e999 \(too large for a float\)"),  # would silently be inf
+    ('{"strength": -1E400}', r"non-finite number -1E400"),
     ('{"a": 1', "not valid JSON"),
 ])
 def test_hostile_json_is_one_clear_error(text, reason):
@@ -35,3 +37,8 @@ def test_files_empty_binary_missing_or_too_large(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         read_json(tmp_path / "missing.json")
     assert parse_json('{"a": [1, 2]}', "x") == {"a": [1, 2]}
+
+
+def test_large_but_finite_floats_and_nan_when_allowed():
+    assert parse_json("[1e308, -2.5e-320]", "x") == [1e308, -2.5e-320]
+    assert parse_json("[1e999]", "model metadata", allow_nan=True) == [float("inf")]  # metrics may be inf/NaN

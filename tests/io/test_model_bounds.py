@@ -196,3 +196,31 @@ def test_buffers_outside_the_state_dict_are_bounded_too(tmp_path):
     assert load_model(tmp_path / "net.pt", arch=arch).model.table.shape == (4,)
     with pytest.raises(ShapeMismatchError, match=r"would allocate 10,000,000,015 values, far more than the 15"):
         load_model(tmp_path / "net.pt", arch=arch, arch_args={"table": 10**10})
+
+
+# ---------------------------------------------------------------- review: any failure to build is exit 1
+
+@pytest.mark.parametrize("arch, arch_args, match", [
+    ("mlp", {"hidden": [2**31 - 1, 2**31 - 1], "num_classes": 10}, "Storage size calculation overflowed"),
+    ("vit_tiny", {"image_size": 2**30, "patch_size": 1}, "cannot build 'vit_tiny'"),
+])
+def test_arguments_a_builder_cannot_handle_are_one_line_exit_1(tmp_path, mlp_file, run_cli, arch, arch_args, match):
+    """Review of issue 9: torch's RuntimeError while building on the meta device was exit 3 "internal error"."""
+    bad = _with_meta(mlp_file, tmp_path / "bad.safetensors", arch=arch, arch_args=arch_args, input_shape=[])
+    with pytest.raises(ConfigError, match=match):
+        load_model(bad)
+    result = run_cli("layers", bad)
+    lines = result.err.strip().splitlines()
+    assert result.code == 1 and len(lines) == 1 and lines[0].startswith("error: cannot build"), result.err
+    assert len(lines[0]) < 600  # long argument lists are cut
+
+
+def test_any_exception_of_a_builtin_constructor_becomes_a_config_error():
+    from nnforensics.models.registry import ModelSpec
+
+    def broken(width: float = 1.0):
+        raise RuntimeError("something torch did not like\nsecond line")
+
+    with pytest.raises(ConfigError, match=r"cannot build 'broken' with \{'width': 0\.5\}: RuntimeError: something "
+                                          r"torch did not like$"):
+        ModelSpec("broken", broken, (1, 28, 28), "test").build(width=0.5)

@@ -99,8 +99,13 @@ def test_arch_args_override_is_recorded(tmp_path, make_model_file):
     assert read_meta(path).arch == "mlp"
 
 
-def test_input_shape_override(tiny_model_file):
-    assert load_model(tiny_model_file, input_shape=(1, 32, 32)).meta.input_shape == [1, 32, 32]
+def test_input_shape_override(tmp_path, tiny_model_file, tiny_state_dict_file):
+    """A given input shape is recorded; for a built-in architecture it must be the one its arguments define."""
+    assert load_model(tiny_model_file, input_shape=(1, 28, 28)).meta.input_shape == [1, 28, 28]
+    with pytest.raises(ConfigError, match=r"input shape \(1, 32, 32\) does not fit .*takes inputs \(1, 28, 28\)"):
+        load_model(tiny_model_file, input_shape=(1, 32, 32))
+    with pytest.raises(ConfigError, match="image_size"):
+        load_model(tiny_state_dict_file, arch="lenet", arch_args={"width": 0.5}, input_shape=(1, 32, 32))
 
 
 def test_missing_batchnorm_counters_are_tolerated():

@@ -71,3 +71,58 @@ def test_deflated_pt_that_would_inflate_to_gigabytes_is_refused_before_loading(t
     with pytest.raises(CorruptFileError, match=r"would inflate from [\d,]+ to [\d,]+ bytes"):
         load_model(bomb, arch="lenet")
     assert torch_load_weights_only(stored)["w"].shape == (3000, 3000)  # the same content, stored: fine
+
+
+# ---------------------------------------------------------------- tensors that are not plain dense CPU tensors
+
+def _lenet_state_dict(tiny_model_file: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(tiny_model_file))
+
+
+def _quantized(t: torch.Tensor) -> torch.Tensor:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates its quantized tensors
+        return torch.quantize_per_tensor(t, 0.01, 0, torch.qint8)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda t: t.to_sparse(), r"'fc1\.weight' is a sparse_coo tensor \(save it dense"),
+    (lambda t: t.to_sparse_csr(), r"'fc1\.weight' is a sparse_csr tensor"),
+    (_quantized, r"'fc1\.weight' is a quantized qint8 tensor \(save tensor\.dequantize\(\)\)"),
+    (lambda t: torch.empty_like(t, device="meta"), r"'fc1\.weight' is a tensor on device 'meta'"),
+    (lambda t: t[:1, :1].clone().expand(t.shape),
+     r"'fc1\.weight' is a view of shape \(60, 200\) over 4 bytes .*overlapping"),
+])
+def test_state_dicts_with_non_dense_tensors_are_refused(tmp_path, tiny_model_file, run_cli, make, match):
+    """Review of issue 9: a sparse tensor in a .pt ended in exit 3 (NotImplementedError in the NaN check)."""
+    import warnings
+
+    tensors = _lenet_state_dict(tiny_model_file)
+    path = tmp_path / "odd.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sparse CSR is "beta"
+        tensors["fc1.weight"] = make(tensors["fc1.weight"])
+        torch.save(tensors, path)
+    with pytest.raises(CorruptFileError, match=match):
+        load_model(path, arch="lenet", arch_args={"width": 0.5})
+    result = run_cli("layers", path, "--arch", "lenet", "--arch-arg", "width=0.5")
+    lines = result.err.strip().splitlines()
+    assert result.code == 1 and len(lines) == 1 and "odd.pt" in lines[0] and "internal error" not in lines[0], \
+        result.err
+
+
+def test_check_finite_names_tensors_it_cannot_check():
+    """The NaN/Inf check itself never crashes, whatever tensor it is handed."""
+    from nnforensics.errors import InvalidWeightsError
+    from nnforensics.io.modelfile import check_finite
+
+    weight = torch.ones(3, 4)
+    for odd, kind in [(weight.to_sparse(), "sparse_coo"), (_quantized(weight), "qint8"),
+                      (torch.empty(3, device="meta"), "on meta")]:
+        with pytest.raises(InvalidWeightsError, match=rf"tensor 'w' \(.*{kind}.*cannot be checked for NaN/Inf"):
+            check_finite({"w": odd})
+    check_finite({"w": weight, "n": torch.tensor([1, 2])})  # plain tensors: no error

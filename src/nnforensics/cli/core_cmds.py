@@ -24,7 +24,7 @@ from .common import (
     print_json,
     table,
 )
-from .loading import given_inputs, model_inputs, model_or_arch, open_model
+from .loading import check_method, given_inputs, model_inputs, model_or_arch, open_model
 
 ModelArg = Annotated[Path, typer.Argument(help="Model file (.safetensors, or .pt/.pth with --arch).")]
 OriginalArg = Annotated[Path, typer.Argument(help="The original (owner's) model file.")]
@@ -116,6 +116,7 @@ def resync_cmd(
     from ..permutation import groups_of, load_truth
     from ..resynchronization import resync
 
+    check_method(method)  # before any model is loaded
     if out is not None:
         check_not_input(out, [original, suspect, truth, example_inputs])
     given = given_inputs(input_shape, example_inputs)
@@ -157,6 +158,7 @@ def compare_cmd(
     """Is the suspect a copy of the original? Verdict, similarity and a per-layer table."""
     from ..integrity import compare
 
+    check_method(method)  # before any model is loaded
     for output in (csv, report):
         if output is not None:
             check_not_input(output, [original, suspect, example_inputs])

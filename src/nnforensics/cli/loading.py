@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..data.registry import ArrayDataset
-from ..errors import ConfigError, ShapeMismatchError
+from ..errors import ConfigError, ShapeMismatchError, UnknownNameError
+from ..io.limits import MAX_INPUT_DIMS, MAX_INPUT_VALUES, MAX_RECORDED_INPUT_VALUES
 from ..io.meta import ModelMeta
+from ..io.modelcheck import check_input_shape
 from ..io.modelfile import LoadedModel, load_model
 from ..models.registry import accepts_argument, is_user_arch, parse_arch_args
 
@@ -31,6 +34,15 @@ def arch_args_for(arch: str | None, items: list[str] | None) -> dict[str, Any]:
         if unknown:
             raise ConfigError(f"user architecture {arch!r} does not take argument(s) {', '.join(unknown)}")
     return args
+
+
+def check_method(method: str) -> str:
+    """``--method`` of resync/compare, checked before any model is loaded."""
+    from ..resynchronization import METHODS
+
+    if method not in METHODS:
+        raise UnknownNameError("method", method, METHODS)
+    return method
 
 
 def open_model(path: Path | str, arch: str | None, arch_args: list[str] | None, device: str = "cpu",
@@ -54,14 +66,14 @@ def model_or_arch(model: Path | str | None, arch: str | None, arch_args: list[st
     loaded = create_model(arch, arch_args_for(arch, arch_args))
     shape = inputs.recorded_shape() if inputs is not None else None
     if shape:
+        check_input_shape(arch, loaded.meta.arch_args, shape)
         loaded.meta.input_shape = shape
     return loaded
 
 
 # ---------------------------------------------------------------- --input-shape / --example-inputs
 
-#: Largest input --input-shape may ask for (values per example).
-MAX_SHAPE_VALUES = 1 << 24
+_SHAPE_PART = re.compile(r"^\s*\d{1,12}\s*$")
 INPUTS_HINT = "pass --input-shape C,H,W (or L for sequences, N for vectors) or --example-inputs FILE"
 
 
@@ -88,20 +100,25 @@ class GivenInputs:
 
 
 def parse_input_shape(text: str | None) -> list[int] | None:
-    """``"3,32,32"`` -> ``[3, 32, 32]`` (None for None); a ConfigError in CLI words otherwise."""
+    """``"3,32,32"`` -> ``[3, 32, 32]`` (None for None): 1 to 4 positive integers separated by commas.
+
+    Raises:
+        ConfigError: anything else (empty parts, letters, zero, too many axes, too many values),
+            in command-line words.
+    """
     if text is None:
         return None
-    parts = [p for p in text.replace(" ", "").replace("x", ",").split(",") if p]
-    try:
-        shape = [int(p) for p in parts]
-    except ValueError:
-        shape = []
-    if not shape or any(s < 1 for s in shape):
+    parts = text.split(",")
+    if not all(_SHAPE_PART.match(p) for p in parts) or any(int(p) < 1 for p in parts):
         raise ConfigError(f"--input-shape must be positive integers separated by commas, like 3,32,32 (images) "
                           f"or 20 (vectors), without the batch axis; got {text!r}")
-    if math.prod(shape) > MAX_SHAPE_VALUES:
+    if len(parts) > MAX_INPUT_DIMS:
+        raise ConfigError(f"--input-shape {text} has {len(parts)} axes; one input has 1 to {MAX_INPUT_DIMS} "
+                          f"(e.g. C,H,W), without the batch axis")
+    shape = [int(p) for p in parts]
+    if math.prod(shape) > MAX_INPUT_VALUES:
         raise ConfigError(f"--input-shape {text} asks for {math.prod(shape):,} values per input; "
-                          f"at most {MAX_SHAPE_VALUES:,}")
+                          f"at most {MAX_INPUT_VALUES:,}")
     return shape
 
 
@@ -128,7 +145,21 @@ def model_inputs(loaded: LoadedModel, given: GivenInputs | None = None, n: int =
         what = (f"{loaded.path.name!r} does not record its model's input shape" if loaded.path is not None
                 else f"the input shape of architecture {loaded.meta.arch!r} is unknown")
         raise ConfigError(f"{what}: {INPUTS_HINT}")
+    if given is None or given.shape is None:
+        _check_recorded_shape(loaded)
     return (example_inputs_for(loaded.meta, n=n),)
+
+
+def _check_recorded_shape(loaded: LoadedModel) -> None:
+    """A shape read from a file feeds random inputs only up to a sane size; larger ones must be confirmed."""
+    shape = loaded.meta.input_shape
+    values = math.prod(shape)
+    if values > MAX_RECORDED_INPUT_VALUES:
+        where = repr(loaded.path.name) if loaded.path is not None else "the model"
+        raise ConfigError(f"{where} records an input shape {tuple(shape)} of {values:,} values; random example "
+                          f"inputs drawn from a file's record are at most {MAX_RECORDED_INPUT_VALUES:,} values. If "
+                          f"that is really the model's input, pass it explicitly: --input-shape "
+                          f"{','.join(map(str, shape))} (or --example-inputs FILE)")
 
 
 def _imported(meta: ModelMeta) -> bool:

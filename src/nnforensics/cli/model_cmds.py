@@ -121,7 +121,7 @@ def train_cmd(
         help="Text or 0x-hex watermark message (default: random bits).")] = None,
     key_out: Annotated[Optional[Path], typer.Option(
         "--key-out", help="Write the watermark key (JSON, a secret) here, before training.")] = None,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEVICE_DEFAULT,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,

@@ -15,7 +15,7 @@ Each batch file is a Python 2 pickle of a dict with ``b"data"`` (N, 3072) uint8
 :func:`~.safe_pickle.load_data_pickle`, which refuses anything but arrays, lists,
 dicts and strings. Sizes are checked before reading: a batch file, or the
 members of an archive as its tar headers declare them, must stay within
-``NNF_MAX_DATA_BYTES`` (:mod:`.limits`).
+``NNF_MAX_DATA_BYTES`` (:mod:`nnforensics.io.limits`).
 
 Splits: ``test`` = the official 10,000 test images; ``val`` = the last 5,000 images
 of the official 50,000 training images (at most 1/10 of a smaller set); ``train`` =
@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import CorruptFileError, DataError
 from .cache import cached, file_signature
-from .limits import check_size
+from ..io.limits import check_size
 from .registry import ArrayDataset, DatasetEntry, DatasetInfo, register_dataset
 from .safe_pickle import load_data_pickle
 from .splits import holdout_size

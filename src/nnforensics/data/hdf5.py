@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import DataError
 from ..io.h5safe import check_dataset, declared_nbytes, get_object, open_h5, read_attr, read_dataset
 from .cache import cached, file_signature
-from .limits import check_size, max_data_bytes, reading
+from ..io.limits import check_size, max_data_bytes, reading
 from .registry import ArrayDataset, DatasetEntry, DatasetInfo, register_dataset
 from .splits import pick_split
 from .validate import DataWarning, as_labels, as_pixels, make_dataset, to_nchw
@@ -54,7 +54,7 @@ def read_h5_file(path: Path) -> tuple[np.ndarray, np.ndarray, int | None]:
 
     Read through :mod:`nnforensics.io.h5safe`: external links, external storage and
     virtual datasets are refused, and declared sizes are checked against the stored
-    data and :func:`~.limits.max_data_bytes` before anything is read.
+    data and :func:`~nnforensics.io.limits.max_data_bytes` before anything is read.
     """
     where = repr(str(path))
     with reading(where):

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import CorruptFileError, DataError
 from .cache import cached, file_signature
-from .limits import check_deflate_ratio, check_size, read_exact, reading
+from ..io.limits import check_deflate_ratio, check_size, read_exact, reading
 from .registry import ArrayDataset, DatasetInfo
 from .splits import holdout_size
 from .validate import as_labels, make_dataset
@@ -41,7 +41,7 @@ def read_idx(path: Path) -> np.ndarray:
     """Parse one idx file (gzip-compressed when the name ends in ``.gz``).
 
     The header (4 + 4 * ndim bytes) is read first, even from a gzip stream; the
-    declared size is checked against :func:`~.limits.max_data_bytes` and against
+    declared size is checked against :func:`~nnforensics.io.limits.max_data_bytes` and against
     what the file can hold, then the data are read incrementally: a stream holding
     more or fewer bytes than declared is refused without being decompressed whole.
 

@@ -26,10 +26,11 @@ Normalisation: the ImageNet constants (grayscale: their channel means); augmenta
 random crop (padding = 1/8 of the shorter side, 4 px at 32 px) and horizontal flip.
 The whole tree is decoded into memory (uint8): fine for CIFAR/Tiny-ImageNet-sized
 data, not for ImageNet itself. **Bounds**, checked from the headers before any image
-is decoded: each image at most ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (Pillow's
-decompression-bomb limit, ~89 million), the decoded tree at most
-``NNF_MAX_DATA_BYTES`` (:mod:`.limits`). Warnings Pillow raises while decoding are
-reported as one :class:`~.validate.DataWarning`.
+is decoded: each image at most ``NNF_MAX_IMAGE_PIXELS`` pixels (environment variable,
+a positive integer; default ``PIL.Image.MAX_IMAGE_PIXELS``, Pillow's decompression-bomb
+limit, ~89 million), the decoded tree at most
+``NNF_MAX_DATA_BYTES`` (:mod:`nnforensics.io.limits`). Warnings Pillow raises while
+decoding are reported as one :class:`~.validate.DataWarning`.
 """
 
 from __future__ import annotations
@@ -37,14 +38,16 @@ from __future__ import annotations
 import os
 import warnings
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptFileError, DataError
+from ..errors import ConfigError, CorruptFileError, DataError
 from .cache import cached, file_signature
-from .limits import check_size, reading
+from ..io.limits import check_size, reading
 from .registry import ArrayDataset, DatasetEntry, DatasetInfo, register_dataset
 from .splits import pick_split
 from .validate import DataWarning, library_warnings, make_dataset
@@ -54,6 +57,9 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 GRAY_MEAN, GRAY_STD = (0.449,), (0.226,)
 _GRAY_MODES = {"1", "L", "LA"}
 _REFUSED_MODES = {"I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
+PIXELS_ENV_VAR = "NNF_MAX_IMAGE_PIXELS"
+_RAISE_PIXELS = (f"if you trust the file, allow more with {PIXELS_ENV_VAR}=N pixels per image "
+                 f"(default: Pillow's PIL.Image.MAX_IMAGE_PIXELS)")
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,34 @@ def scan_tree(root: Path) -> Tree:
 
 # ----------------------------------------------------------------- decoding
 
+def max_image_pixels() -> int | None:
+    """Pixels one image may have: ``NNF_MAX_IMAGE_PIXELS`` if set, else Pillow's ``MAX_IMAGE_PIXELS``.
+
+    Raises:
+        ConfigError: the variable is set to something that is not a positive integer.
+    """
+    from PIL import Image
+
+    raw = os.environ.get(PIXELS_ENV_VAR, "").strip().replace("_", "")
+    if not raw:
+        return Image.MAX_IMAGE_PIXELS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{PIXELS_ENV_VAR}={raw!r} is not a positive number of pixels (e.g. 200000000)")
+    return int(raw)
+
+
+@contextmanager
+def _pillow_limit(limit: int | None) -> Iterator[None]:
+    """Pillow's own bomb check follows ``limit`` (:func:`max_image_pixels`) while a file is opened here."""
+    from PIL import Image
+
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def _header(path: Path) -> tuple[tuple[int, int], str]:
     """(width, height) and mode from the image header; refused when too large to decode.
 
@@ -140,29 +174,26 @@ def _header(path: Path) -> tuple[tuple[int, int], str]:
     """
     from PIL import Image
 
+    limit = max_image_pixels()  # a bad setting is a ConfigError, not a "corrupt image"
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_limit(limit):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 size, mode = img.size, img.mode
     except Image.DecompressionBombError as err:
-        raise DataError(f"{str(path)!r}: image too large to decode safely: {err}") from None
+        raise DataError(f"{str(path)!r}: image too large to decode safely: {err} ({_RAISE_PIXELS})") from None
     except Exception as err:  # noqa: BLE001 - Pillow raises UnidentifiedImageError, OSError, SyntaxError
         raise CorruptFileError(f"{str(path)!r} is not a readable image: {type(err).__name__}: {err}") from None
-    _check_image_size(path, size)
+    _check_image_size(path, size, limit)
     return size, mode
 
 
-def _check_image_size(path: Path, size: tuple[int, int]) -> None:
-    """Refuse an image over Pillow's pixel limit or whose decoding would exceed the data bound."""
-    from PIL import Image
-
+def _check_image_size(path: Path, size: tuple[int, int], limit: int | None) -> None:
+    """Refuse an image over ``limit`` pixels or whose decoding would exceed the data bound."""
     pixels = size[0] * size[1]
-    limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and pixels > limit:
         raise DataError(f"{str(path)!r}: image is {size[0]}x{size[1]} ({pixels:,} pixels), more than the "
-                        f"{int(limit):,} pixels decoded per image (PIL.Image.MAX_IMAGE_PIXELS); "
-                        f"resize it, or raise that limit if you trust the file")
+                        f"{int(limit):,} pixels decoded per image; resize it, or, {_RAISE_PIXELS}")
     check_size(4 * pixels, repr(str(path)), f"a {size[0]}x{size[1]} image")  # Pillow holds 4 bytes per pixel
 
 
@@ -172,11 +203,11 @@ def _target_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
     return max(counts, key=lambda s: (counts[s], s[0] * s[1], s))
 
 
-def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+def _decode(path: Path, mode: str, size: tuple[int, int], limit: int | None) -> np.ndarray:
     from PIL import Image
 
     try:
-        with reading(repr(str(path))), Image.open(path) as img:
+        with reading(repr(str(path))), _pillow_limit(limit), Image.open(path) as img:
             img = img.convert("RGBA" if img.mode == "P" and "transparency" in img.info else img.mode)
             img = img.convert(mode)
             if img.size != size:
@@ -210,9 +241,10 @@ def decode_tree(tree: Tree) -> dict[str, object]:
     check_size(len(all_files) * channels * size[0] * size[1], f"imagefolder {str(tree.root)!r}",
                f"{len(all_files)} images of {channels}x{size[1]}x{size[0]}")
     out: dict[str, object] = {"size": size}
+    limit = max_image_pixels()
     with library_warnings(f"imagefolder {str(tree.root)!r}"):
         for role, (files, labels) in tree.parts.items():
-            out[role] = (np.stack([_decode(f, mode, size) for f in files]), labels)
+            out[role] = (np.stack([_decode(f, mode, size, limit) for f in files]), labels)
     return out
 
 

@@ -6,7 +6,7 @@ few megabytes of ``.mat`` can expand to gigabytes. :func:`check_mat_size` walks 
 top-level elements of a v5 file (128-byte header, then 8-byte tags: type and byte
 count): uncompressed elements count their byte count (which must fit in the file),
 compressed ones are decompressed in a streaming pass that keeps nothing and stops
-as soon as the total passes ``NNF_MAX_DATA_BYTES`` (:mod:`.limits`). A v4 file
+as soon as the total passes ``NNF_MAX_DATA_BYTES`` (:mod:`nnforensics.io.limits`). A v4 file
 (never compressed) counts its size on disk.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import CorruptFileError
-from .limits import check_size, max_data_bytes
+from ..io.limits import check_size, max_data_bytes
 
 _MI_COMPRESSED = 15
 _HEADER = 128

@@ -1,8 +1,8 @@
 """Images and labels in a numpy ``.npz`` archive (``--data npz:FILE``).
 
-Read by :mod:`.safe_npz` (never pickle): an archive holding object arrays is
+Read by :mod:`nnforensics.io.npzfile` (never pickle): an archive holding object arrays is
 refused with :class:`~nnforensics.errors.UnsafeFileError`, and declared sizes are
-checked against the data present and ``NNF_MAX_DATA_BYTES`` (:mod:`.limits`)
+checked against the data present and ``NNF_MAX_DATA_BYTES`` (:mod:`nnforensics.io.limits`)
 before anything is decompressed.
 
 Keys, one of two layouts:
@@ -28,9 +28,9 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .cache import cached, file_signature
-from .limits import reading
+from ..io.limits import reading
 from .registry import ArrayDataset, DatasetEntry, DatasetInfo, register_dataset
-from .safe_npz import read_npz_arrays
+from ..io.npzfile import read_npz_arrays
 from .splits import pick_split
 from .validate import as_labels, as_pixels, make_dataset, to_nchw
 

@@ -6,7 +6,7 @@ Layout of ``--data svhn:PATH``: a folder with ``train_32x32.mat`` and
 where 10 stands for the digit 0 (read here as label 0). MATLAB v4/v5/v6 files are
 read with :func:`scipy.io.loadmat`; v7.3 files (HDF5 inside, dimensions stored
 reversed) with h5py through :mod:`nnforensics.io.h5safe`. Sizes are checked before
-reading (:mod:`.matfile`, :mod:`.limits`: ``NNF_MAX_DATA_BYTES``).
+reading (:mod:`.matfile`, :mod:`nnforensics.io.limits`: ``NNF_MAX_DATA_BYTES``).
 
 Splits: ``test`` = ``test_32x32.mat`` (26,032); ``val`` = the last 5,000 images of
 ``train_32x32.mat`` (at most 1/10 of a smaller file); ``train`` = the other 68,257
@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import CorruptFileError, DataError
 from ..io.h5safe import declared_nbytes, get_dataset, open_h5, read_dataset
 from .cache import cached, file_signature
-from .limits import check_size, max_data_bytes, reading
+from ..io.limits import check_size, max_data_bytes, reading
 from .matfile import check_mat_size
 from .registry import ArrayDataset, DatasetEntry, DatasetInfo, register_dataset
 from .splits import holdout_size

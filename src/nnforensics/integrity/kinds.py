@@ -3,19 +3,22 @@
 Readings, tried in this order for each changed tensor:
 
 * ``pruning`` — at least 5 points more exact zeros than the original;
-* ``quantization`` — every value on a uniform grid of at most 16 bits (asymmetric min-max
-  or symmetric, per tensor or per output channel) that the original is not on;
+* ``quantization`` — every value on a uniform grid of at most 16 bits (asymmetric min-max,
+  symmetric or any uniform step, per tensor or per output channel), or rounded to a
+  narrower float format (float16, bfloat16, float8), that the original is not on;
 * ``scaling`` — neurons whose weights were multiplied by a factor: cosine 1 with the
   original, L2 norm changed (the paper's integrity attack, caught by its L2-norm check);
   a bias changed only at those neurons reads the same;
 * ``noise`` — a weight tensor whose change looks like i.i.d. Gaussian noise (Gaussian,
   uncorrelated with the weights, no low-rank structure, every neuron moved alike:
   :func:`.statistics.noise_stats` within :func:`.statistics.noise_tolerances`) while
-  no bias or normalisation value changed anywhere (noise is added to weights only);
+  no running statistic changed and biases / normalisation weights either did not change
+  or changed like noise too (noise added to every parameter; see :func:`read_all`);
 * ``fine-tuning`` — any other change: training moves biases and normalisation
   statistics too and makes structured (low-rank, uneven) updates;
 * ``unmatched`` — the tensor differs only at neurons that were not re-identified, a
   bias or normalisation tensor changed at fewer than half of its re-identified neurons
+  (or has fewer than :data:`MIN_COMPANION` of them)
   (training moves them all: these are neurons taken for their counterparts by mistake),
   or too few of a weight tensor's neurons were re-identified to read its change; such
   rows take no part in the model's reading (pruning and quantization are read from the
@@ -27,6 +30,7 @@ Statistics of the change are taken over the re-identified neurons only (see
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -35,8 +39,10 @@ import numpy as np
 from .statistics import noise_tolerances
 
 MIN_READABLE = 32  # values of re-identified neurons needed to read a weight tensor's change
+MIN_COMPANION = 8  # ... and a bias or normalisation tensor's (fewer: one mismatched neuron could be half)
 PRUNING_ZEROS = 0.05  # increase of the share of exact zeros that reads as pruning
 BROAD_CHANGE = 0.5  # share of a bias/normalisation tensor's values that changed: trained
+OMEGA_SPREAD = 1.5  # largest ratio between two tensors' relative change Ω that noise at one level gives
 NOISE_STATS = ("kurtosis", "weight_corr", "spectral_ratio", "row_spread")
 #: Readings from statistics of the whole tensor, which the order of its neurons cannot change.
 WHOLE_TENSOR_READINGS = ("pruning", "quantization")
@@ -72,11 +78,44 @@ def read_tensor(row: dict[str, Any], trained: bool) -> str:
     return "fine-tuning"
 
 
-def read_all(rows: list[dict[str, Any]]) -> bool:
+def changed_broadly(row: dict[str, Any]) -> bool:
+    """A bias or normalisation tensor that changed at most of its (enough) re-identified neurons."""
+    return row.get("changed_share", 0.0) >= BROAD_CHANGE and row.get("kept_values", 0) >= MIN_COMPANION
+
+
+def omega_consistent(rows: list[dict[str, Any]]) -> bool:
+    """Whether the changed tensors moved by the same relative amount Ω (std of the change over
+    std of the values), as noise drawn per tensor at one level does; training moves layers by
+    amounts an order of magnitude apart. Tensors of fewer than :data:`MIN_READABLE` values
+    (too noisy an estimate) are left out."""
+    omegas = [r["omega_kept"] for r in rows if r.get("omega_kept", 0) > 0 and r.get("kept_values", 0) >= MIN_READABLE]
+    return len(omegas) < 2 or max(omegas) / min(omegas) <= OMEGA_SPREAD
+
+
+def companions_look_like_noise(companions: list[dict[str, Any]], weights: list[dict[str, Any]],
+                               pooled: dict[str, float]) -> bool:
+    """Biases / normalisation weights changed broadly: noise added to every parameter, or training?
+
+    Noise: their pooled, standardised changes are Gaussian and uncorrelated with their
+    values (:func:`.statistics.pooled_noise_stats`), and every changed tensor moved by the
+    same Ω. Running statistics (buffers) never change under noise: they are read before.
+    """
+    if not pooled:
+        return False
+    n = pooled["n"]
+    gaussian = abs(pooled["kurtosis"]) <= 0.5 + 5 * math.sqrt(24 / n)
+    uncorrelated = abs(pooled["weight_corr"]) <= 0.1 + 4 / math.sqrt(n)
+    return gaussian and uncorrelated and omega_consistent(companions + weights)
+
+
+def read_all(rows: list[dict[str, Any]], pooled: dict[str, float] | None = None) -> bool:
     """Set ``row["kind"]`` for every changed tensor in place; returns whether training was seen.
 
-    Training is seen when some bias or normalisation tensor changed broadly (at least
-    :data:`BROAD_CHANGE` of its re-identified values) other than by scaling.
+    Training is seen when a running statistic (a buffer such as BatchNorm's running mean or
+    variance, which only forward passes in training mode move) changed broadly, or when
+    biases / normalisation weights changed broadly (at least :data:`BROAD_CHANGE` of their
+    re-identified values, other than by scaling) in a way noise does not explain
+    (:func:`companions_look_like_noise`; ``pooled`` are their pooled change statistics).
     """
     by_layer: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -85,18 +124,24 @@ def read_all(rows: list[dict[str, Any]]) -> bool:
     others = [r for r in rows if r["changed"] and not r["is_weight"]]
     for row in weights:  # scaling must be known before its biases are read
         row["kind"] = read_tensor(row, trained=False)
-        readable = row.get("kept_values", 0) >= MIN_READABLE and row.get("changed_share", 0.0) > 0
+        readable = (row.get("kept_values", 0) >= MIN_READABLE and row.get("changed_share", 0.0) > 0
+                    and all(key in row for key in NOISE_STATS))  # at least two re-identified neurons
         if not readable and row["kind"] not in WHOLE_TENSOR_READINGS:
             row["kind"] = "unmatched"
-    trained = False
+    broad = []
     for row in others:
         if _scaled_companion(row, by_layer):
             row["kind"] = "scaling"
-        elif row.get("changed_share", 0.0) >= BROAD_CHANGE:
-            row["kind"] = "fine-tuning"
-            trained = True
-        else:  # a few values only: neurons taken for their counterparts by mistake
+        elif changed_broadly(row):
+            broad.append(row)
+        else:  # a few values only: neurons taken for their counterparts by mistake, or too few to tell
             row["kind"] = "unmatched"
+    noisy_weights = [r for r in weights if r["kind"] == "noise"]
+    trained = any(r.get("is_buffer") for r in broad) or bool(broad) and not (
+        noisy_weights and companions_look_like_noise([r for r in broad if not r.get("is_buffer")], noisy_weights,
+                                                     pooled or {}))
+    for row in broad:
+        row["kind"] = "fine-tuning" if trained else "noise"
     if trained:
         for row in weights:
             if row["kind"] == "noise":
@@ -131,8 +176,7 @@ def model_reading(rows: list[dict[str, Any]], trained: bool) -> dict[str, Any]:
 def _detail(kind: str, rows: list[dict[str, Any]], trained: bool) -> str:
     """A short phrase with the numbers of a reading (bits, Ω, zeros, factors)."""
     if kind == "quantization":
-        bits = Counter(r["bits"] for r in rows).most_common(1)[0][0]
-        return f"{bits} bits"
+        return Counter(r["quantization"] for r in rows).most_common(1)[0][0]
     if kind == "noise":
         omega = float(np.median([r["omega"] for r in rows]))
         return f"Gaussian, Ω ≈ {omega:.2g}"

@@ -17,6 +17,7 @@ import torch
 #: grid point (float32 rounding of a 16-bit grid moves values by at most 0.004 steps).
 GRID_TOLERANCE = 0.05
 MAX_GRID_BITS = 16
+GAP_DIVISORS = 64  # an unknown step is looked for among the smallest gap / 1..64
 
 
 def _flat64(t: torch.Tensor) -> torch.Tensor:
@@ -75,65 +76,107 @@ def neuron_stats(orig: torch.Tensor, sus: torch.Tensor, rows: np.ndarray | None 
 
 # ----------------------------------------------------------------- quantization grids
 
-def _on_grid(values: np.ndarray, origin: np.ndarray | float, step: np.ndarray | float) -> bool:
+def _on_grid(values: np.ndarray, origin: float, step: float) -> bool:
+    if not step > 0:
+        return False
     k = (values - origin) / step
     return bool(np.all(np.abs(k - np.rint(k)) <= GRID_TOLERANCE))
 
 
-def _grid_of(values: np.ndarray) -> tuple[int, str] | None:
-    """(bits, scheme) of the coarsest uniform grid every value of ``values`` (n,) lies on.
+def _grid_bits(distinct: np.ndarray) -> tuple[int, str] | None:
+    """(bits, scheme) of the coarsest uniform grid that all of ``distinct`` (sorted, unique) lie on.
 
     Schemes: ``asymmetric`` (min + k * (max - min) / (2^B - 1), the paper's min-max
-    quantization) and ``symmetric`` (k * max|x| / (2^(B-1) - 1)).
+    quantization), ``symmetric`` (k * max|x| / (2^(B-1) - 1), or / 2^(B-1) when the most
+    negative code -2^(B-1) is used, as int8 does) and ``uniform`` (any grid: the smallest
+    gap between values as the step, for affine quantizers whose extreme codes are unused).
     """
-    lo, hi = float(values.min()), float(values.max())
+    lo, hi = float(distinct[0]), float(distinct[-1])
     if not hi > lo:
         return None
     top = max(abs(lo), abs(hi))
     for bits in range(1, MAX_GRID_BITS + 1):
-        if _on_grid(values, lo, (hi - lo) / (2**bits - 1)):
+        if _on_grid(distinct, lo, (hi - lo) / (2**bits - 1)):
             return bits, "asymmetric"
-        if bits >= 2 and _on_grid(values, 0.0, top / (2 ** (bits - 1) - 1)):
+        if bits >= 2 and (_on_grid(distinct, 0.0, top / (2 ** (bits - 1) - 1))
+                          or _on_grid(distinct, 0.0, top / 2 ** (bits - 1))):
             return bits, "symmetric"
+    if distinct.size >= 8:  # any step: the smallest gap, or a fraction of it when no two neighbours are used
+        gap = float(np.diff(distinct).min())
+        for parts in range(1, GAP_DIVISORS + 1):
+            step = gap / parts
+            levels = round((hi - lo) / step) + 1
+            if levels > 2**MAX_GRID_BITS:
+                break
+            if _on_grid(distinct, lo, step):
+                return max(1, math.ceil(math.log2(levels))), "uniform"
     return None
 
 
-def _row_grid(rows: np.ndarray) -> tuple[int, str] | None:
-    """The coarsest grid shared (in bits) by every row of ``rows`` (m, n), each with its own range."""
-    lo, hi = rows.min(1, keepdims=True), rows.max(1, keepdims=True)
-    span = hi - lo
-    top = np.maximum(np.abs(lo), np.abs(hi))
-    live = (span > 0).reshape(-1)
-    if live.sum() < 2:
+def _channel_grid(rows: np.ndarray) -> tuple[int, str] | None:
+    """The grid of per-channel quantization: every row (m, n) on a grid of its own, same scheme."""
+    found = []
+    for row in rows:  # a row off every grid ends the search at once
+        distinct = np.unique(row)
+        if distinct.size < 2:
+            continue
+        grid = _grid_bits(distinct)
+        if grid is None:
+            return None
+        found.append(grid)
+    if len(found) < 2:
         return None
-    rows, lo, span, top = rows[live], lo[live], span[live], top[live]
-    for bits in range(1, MAX_GRID_BITS + 1):
-        if _on_grid(rows, lo, span / (2**bits - 1)):
-            return bits, "asymmetric"
-        if bits >= 2 and _on_grid(rows, 0.0, top / (2 ** (bits - 1) - 1)):
-            return bits, "symmetric"
+    schemes = {scheme for _, scheme in found}
+    return max(bits for bits, _ in found), schemes.pop() if len(schemes) == 1 else "mixed"
+
+
+#: Floating-point formats a suspect's weights may have been rounded to (storage bits).
+FLOAT_FORMATS = {"float16": (torch.float16, 16), "bfloat16": (torch.bfloat16, 16), "float8_e4m3fn": (None, 8)}
+
+
+def _float_format(t: torch.Tensor) -> str | None:
+    """The narrowest float format that represents every value of ``t`` exactly (half, bfloat16...)."""
+    x = t.detach().float().cpu()
+    if not torch.isfinite(x).all():
+        return None
+    for name in ("float8_e4m3fn", "bfloat16", "float16"):
+        dtype = FLOAT_FORMATS[name][0] or getattr(torch, name, None)
+        if dtype is None:
+            continue
+        try:
+            back = x.to(dtype).float()
+        except (RuntimeError, TypeError):
+            continue
+        if torch.equal(back, x):
+            return name
     return None
 
 
 def quantization_grid(t: torch.Tensor) -> dict[str, Any] | None:
-    """The uniform grid a tensor's values lie on, or None.
+    """How a tensor's values are quantized, or None.
 
-    Tries one grid for the whole tensor, then one per output channel (rows along axis 0,
-    as per-channel quantizers do). Returns ``{"bits", "scheme", "granularity"}``; grids of
-    up to :data:`MAX_GRID_BITS` bits are recognised (beyond that float32 rounding blurs them).
+    Tries one uniform grid for the whole tensor, then one per output channel (rows along
+    axis 0, as per-channel quantizers do), then rounding to a narrower float format
+    (float16, bfloat16, float8). Returns ``{"bits", "scheme", "granularity"}`` (for a
+    float format, ``scheme`` is its name); grids of up to :data:`MAX_GRID_BITS` bits are
+    recognised (beyond that float32 rounding blurs them).
     """
     values = _flat64(t).numpy()
     if values.size < 4:
         return None
     distinct = np.unique(values)
     if distinct.size <= 2**MAX_GRID_BITS:
-        found = _grid_of(distinct)
+        found = _grid_bits(distinct)
         if found is not None:
             return {"bits": found[0], "scheme": found[1], "granularity": "tensor"}
     if t.dim() >= 2 and t.shape[0] >= 2 and values.size >= 16:
-        found = _row_grid(t.detach().double().cpu().reshape(t.shape[0], -1).numpy())
+        found = _channel_grid(t.detach().double().cpu().reshape(t.shape[0], -1).numpy())
         if found is not None:
             return {"bits": found[0], "scheme": found[1], "granularity": "channel"}
+    if t.dtype == torch.float32 or t.dtype == torch.float64:
+        name = _float_format(t)
+        if name is not None:
+            return {"bits": FLOAT_FORMATS[name][1], "scheme": name, "granularity": "format"}
     return None
 
 
@@ -181,6 +224,31 @@ def noise_stats(orig: torch.Tensor, sus: torch.Tensor) -> dict[str, float]:
         row_var = (centred**2).mean(1)
         out["row_spread"] = float(row_var.std() / row_var.mean()) / math.sqrt(2.0 / cols)
     return out
+
+
+def pooled_noise_stats(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    """Whether the changes of several small tensors (biases, normalisation) together look like noise.
+
+    Each tensor's change is standardised on its own (noise scaled per tensor is still
+    Gaussian once standardised) and pooled with the standardised values, so that tensors
+    of a few dozen values add up to a usable test. Returns ``kurtosis``, ``weight_corr`` and
+    ``n`` (values pooled); empty when nothing changed.
+    """
+    deltas, values = [], []
+    for orig, sus in pairs:
+        o = orig.detach().double().cpu().reshape(-1)
+        d = sus.detach().double().cpu().reshape(-1) - o
+        if d.numel() < 2 or float(d.std()) == 0:
+            continue
+        deltas.append((d - d.mean()) / d.std())
+        spread = float(o.std())
+        values.append((o - o.mean()) / spread if spread > 0 else torch.zeros_like(o))
+    if not deltas:
+        return {}
+    d, v = torch.cat(deltas), torch.cat(values)
+    var = float((d**2).mean())
+    return {"kurtosis": float((d**4).mean()) / var**2 - 3.0, "weight_corr": float((d * v).mean()) / math.sqrt(var),
+            "n": int(d.numel())}
 
 
 def noise_tolerances(rows: int, cols: int) -> dict[str, float]:

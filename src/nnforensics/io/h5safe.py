@@ -17,12 +17,14 @@ Use these helpers for every object read from a user's ``.h5``:
         n = read_attr(f, "num_classes", where, max_bytes)   # attributes: size checked too
 
 Refusals name the file, the object and why: :class:`~nnforensics.errors.UnsafeFileError`
-(external links, external storage, virtual datasets, unknown link kinds),
+(external links, external storage, virtual datasets, unknown link kinds, filters of unbounded ratio),
 :class:`~nnforensics.errors.DataError` (a group where a dataset is expected,
 missing objects, sizes over ``max_bytes``, variable-length or reference types),
 :class:`~nnforensics.errors.CorruptFileError` (unreadable files, declared sizes
-that the stored data cannot hold). The bound is the caller's: data readers pass
-:func:`nnforensics.data.limits.max_data_bytes`.
+that the stored data cannot hold, chunks never written). Filters are accepted only when
+their worst-case decompression ratio is known (:data:`FILTER_RATIOS`; others are an
+``UnsafeFileError``). The bound is the caller's: data readers pass
+:func:`nnforensics.io.limits.max_data_bytes`.
 """
 
 from __future__ import annotations
@@ -37,12 +39,18 @@ import h5py
 import numpy as np
 
 from ..errors import CorruptFileError, DataError, UnsafeFileError
+from .limits import DEFLATE_SLACK, MAX_DEFLATE_RATIO
 
 #: soft links resolved inside one path before giving up (a cycle of soft links)
 MAX_SOFT_LINKS = 16
-#: deflate cannot expand more than 1032:1 (other filters: only the caller's bound applies)
-_DEFLATE_RATIO = 1032
-_RATIO_CHECKED_FILTERS = {h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32}
+#: HDF5 filters accepted, with how many bytes one stored byte can decode to at most. Any other
+#: filter is refused: scaleoffset and n-bit can pack whole chunks into a few bits per value.
+FILTER_RATIOS = {
+    h5py.h5z.FILTER_DEFLATE: MAX_DEFLATE_RATIO,
+    h5py.h5z.FILTER_LZF: 100,  # LZF: a 3-byte back-reference copies at most 264 bytes (88:1)
+    h5py.h5z.FILTER_SHUFFLE: 1,  # reorders bytes
+    h5py.h5z.FILTER_FLETCHER32: 1,  # appends a checksum
+}
 
 
 @contextmanager
@@ -154,23 +162,59 @@ def declared_nbytes(ds: h5py.Dataset) -> int:
     return math.prod(ds.shape) * ds.dtype.itemsize
 
 
+def expansion_ratio(ds: h5py.Dataset, where: str) -> int:
+    """How many bytes one stored byte of ``ds`` can decode to at most, through its filter pipeline.
+
+    Raises:
+        UnsafeFileError: a filter outside :data:`FILTER_RATIOS` (its worst case is unknown,
+            or unbounded like scaleoffset's).
+    """
+    plist = ds.id.get_create_plist()
+    ratio = 1
+    for index in range(plist.get_nfilters()):
+        code, _, _, name = plist.get_filter(index)
+        if code not in FILTER_RATIOS:
+            label = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+            raise UnsafeFileError(f"{where}: dataset {ds.name!r} is stored through HDF5 filter {label!r} "
+                                  f"(id {code}), whose decompression ratio nnforensics cannot bound; store "
+                                  f"the data uncompressed, or with gzip or lzf")
+        ratio *= FILTER_RATIOS[code]
+    return ratio
+
+
+def _check_chunks(ds: h5py.Dataset, where: str) -> None:
+    """Every chunk the shape needs must be stored: HDF5 hands back fill values for the missing ones."""
+    needed = math.prod(-(-size // chunk) for size, chunk in zip(ds.shape, ds.chunks))
+    stored = ds.id.get_num_chunks()
+    if stored < needed:
+        raise CorruptFileError(f"{where}: dataset {ds.name!r} declares shape {ds.shape} in {needed:,} chunks of "
+                               f"{ds.chunks}, but the file stores only {stored:,} of them (truncated, or never "
+                               f"written: the rest would be read as fill values)")
+
+
 def check_storage(ds: h5py.Dataset, where: str) -> None:
     """Refuse a declared size that the bytes stored in the file cannot hold.
 
-    Unfiltered datasets must store at least their declared size (otherwise they
-    were never written, or the header lies: HDF5 would hand back fill values); a
-    deflate-compressed one cannot expand more than 1032:1.
+    A chunked dataset must store every chunk its shape needs, whatever its filters;
+    filters must be in :data:`FILTER_RATIOS`, and the stored bytes times their
+    worst-case ratio must cover the declared size (an unfiltered dataset must store
+    at least its declared size: otherwise it was never written, or the header lies).
+
+    Raises:
+        CorruptFileError: missing chunks, or fewer stored bytes than the declared size needs.
+        UnsafeFileError: a filter whose decompression ratio is not bounded.
     """
     declared = declared_nbytes(ds)
     if declared == 0:
         return
+    ratio = expansion_ratio(ds, where)
+    if ds.chunks is not None:
+        _check_chunks(ds, where)
     stored = ds.id.get_storage_size()
-    plist = ds.id.get_create_plist()
-    filters = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
-    if not filters and stored < declared:
+    if ratio == 1 and stored < declared:
         raise CorruptFileError(f"{where}: dataset {ds.name!r} declares shape {ds.shape} ({declared} bytes) "
                                f"but the file stores only {stored} bytes of it (truncated, or never written)")
-    if filters and filters <= _RATIO_CHECKED_FILTERS and declared > stored * _DEFLATE_RATIO + 4096:
+    if declared > stored * ratio + DEFLATE_SLACK:
         raise CorruptFileError(f"{where}: dataset {ds.name!r} declares shape {ds.shape} ({declared} bytes), "
                                f"more than its {stored} compressed bytes can hold")
 

@@ -10,25 +10,26 @@
 
 Dtypes are kept: floating point, integers (token ids), booleans (masks); unsigned
 integers wider than 8 bits become int64 (torch indexes with signed integers). Files
-are data: shapes and dtypes are checked against :data:`MAX_INPUT_VALUES` before any
-tensor is read, and NaN/Inf values are refused.
+are data: shapes and dtypes are checked against
+:data:`~nnforensics.io.limits.MAX_INPUT_VALUES` (all tensors together: a batch, not a
+dataset) before any tensor is read, ``.npz`` archives are read by :mod:`.npzfile` (zip
+sizes and deflate ratios checked first), and NaN/Inf values are refused.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError, CorruptFileError, DataError, UnsafeFileError
+from ..errors import ConfigError, CorruptFileError, DataError
+from .limits import MAX_INPUT_VALUES
+from .npzfile import NpyHeader, read_npz_arrays
 
 SUFFIXES = (".safetensors", ".npz")
-#: Most values all example tensors together may hold (64 MB of float32): a batch, not a dataset.
-MAX_INPUT_VALUES = 1 << 24
 MAX_TENSORS = 64
 _KINDS = "biuf"  # numpy kinds accepted: bool, signed and unsigned integers, floating point
 _EXACT = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -86,7 +87,7 @@ def _read_safetensors(path: Path, where: str) -> dict[str, torch.Tensor]:
     header = read_header(path)
     if len(header.entries) > MAX_TENSORS:
         raise DataError(f"{where} holds {len(header.entries)} tensors; at most {MAX_TENSORS} inputs are accepted")
-    _check_count(sum(int(np.prod(e.shape)) for e in header.entries.values()), where)
+    _check_count(sum(math.prod(e.shape) for e in header.entries.values()), where)
     tensors = read_tensors(path, header)
     return {name: _widen(t) for name, t in tensors.items()}
 
@@ -107,41 +108,19 @@ def _widen_array(array: np.ndarray) -> np.ndarray:
 
 
 def _read_npz(path: Path, where: str) -> dict[str, torch.Tensor]:
-    """Every ``.npy`` member, its header checked before its data is decompressed."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = [info for info in archive.infolist() if not info.is_dir()]
-            if len(members) > MAX_TENSORS:
-                raise DataError(f"{where} holds {len(members)} arrays; at most {MAX_TENSORS} inputs are accepted")
-            headers = {info.filename: _npy_header(archive, info, where) for info in members}
-            _check_count(sum(int(np.prod(shape)) for shape, _ in headers.values()), where)
-            out = {}
-            for info in members:
-                with archive.open(info) as handle:
-                    array = np.lib.format.read_array(handle, allow_pickle=False)
-                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-                out[name] = torch.from_numpy(np.array(_widen_array(array), order="C"))  # keeps 0-d as 0-d
-            return out
-    except (DataError, UnsafeFileError):
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError, KeyError) as err:
-        raise CorruptFileError(f"{where} is not a readable .npz archive (truncated or corrupt?): "
-                               f"{type(err).__name__}: {str(err)[:160]}") from None
+    """Every ``.npy`` member (:mod:`.npzfile`): count, dtypes and total size checked from the headers first."""
 
+    def check(headers: dict[str, NpyHeader]) -> None:
+        if len(headers) > MAX_TENSORS:
+            raise DataError(f"{where} holds {len(headers)} arrays; at most {MAX_TENSORS} inputs are accepted")
+        for name, header in headers.items():
+            if header.dtype.kind not in _KINDS:
+                raise DataError(f"{where}: array {name!r} has dtype {header.dtype}; example inputs are floating "
+                                f"point, integer or boolean")
+        _check_count(sum(math.prod(h.shape) for h in headers.values()), where)
 
-def _npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> tuple[tuple[int, ...], np.dtype]:
-    """``(shape, dtype)`` of one member, read from its .npy header only."""
-    with archive.open(info) as handle:
-        version = np.lib.format.read_magic(handle)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(handle)
-    if dtype.hasobject:
-        raise UnsafeFileError(f"{where}: array {info.filename!r} holds Python objects, which only pickle can read; "
-                              f"refusing (store numeric arrays)")
-    if dtype.kind not in _KINDS:
-        raise DataError(f"{where}: array {info.filename!r} has dtype {dtype}; example inputs are floating point, "
-                        f"integer or boolean")
-    return tuple(int(s) for s in shape), dtype
+    arrays = read_npz_arrays(path, where, check)
+    return {name: torch.from_numpy(np.array(_widen_array(a), order="C")) for name, a in arrays.items()}
 
 
 def _check_tensor(name: str, tensor: torch.Tensor, where: str) -> None:

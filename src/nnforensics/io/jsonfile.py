@@ -8,12 +8,14 @@ file is a :class:`~nnforensics.errors.CorruptFileError` naming the file, never a
 * at most :data:`MAX_JSON_BYTES` bytes, UTF-8 text;
 * at most :data:`MAX_DEPTH` levels of nested lists/objects (``[[[[...]]]]`` a hundred
   thousand deep crashes Python's recursive parser);
-* no ``NaN`` / ``Infinity`` (not JSON; Python's parser accepts them) unless asked.
+* no ``NaN`` / ``Infinity`` (not JSON; Python's parser accepts them) and no number too
+  large for a float (``1e999`` would become ``inf``), unless asked.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,21 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 64
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"non-finite number {name}")
+class NonFiniteNumber(ValueError):
+    """A JSON number that is not finite: ``NaN``/``Infinity`` literals, or ``1e999`` (inf as a float)."""
+
+
+def refuse_constant(name: str) -> Any:
+    """``parse_constant`` hook: ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON."""
+    raise NonFiniteNumber(f"non-finite number {name}, which JSON does not allow")
+
+
+def finite_float(text: str) -> float:
+    """``parse_float`` hook: a number too large for a float (``1e999``) would silently become inf."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise NonFiniteNumber(f"non-finite number {text[:40]} (too large for a float)")
+    return value
 
 
 def json_depth(value: Any) -> int:
@@ -51,7 +66,8 @@ def parse_json(text: str, source: str, *, allow_nan: bool = False, max_depth: in
             when not ``allow_nan``.
     """
     try:
-        value = json.loads(text, parse_constant=None if allow_nan else _no_constants)
+        strict = {} if allow_nan else {"parse_constant": refuse_constant, "parse_float": finite_float}
+        value = json.loads(text, **strict)
     except RecursionError:  # the C parser recurses once per level
         raise CorruptFileError(f"{source} is nested too deeply (more than {max_depth} levels of lists or "
                                f"objects): not a file nnforensics wrote") from None

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import CorruptFileError
 from .jsonfile import parse_json
+from .limits import MAX_INPUT_DIMS, MAX_INPUT_VALUES
 
 FORMAT = "nnforensics/1"
 META_KEY = "nnforensics"
@@ -22,8 +23,6 @@ MAX_ARCH_ARGS = 64  # constructor arguments
 MAX_ARG_ITEMS = 64  # items of a list argument (e.g. MLP hidden sizes, an (H, W) pair)
 MAX_ARG_TEXT = 256  # characters of a string argument
 MAX_ARG_INT = 2**31 - 1
-MAX_INPUT_DIMS = 4
-MAX_INPUT_VALUES = 2**24  # one input's values (16M: 3x2048x2048 images)
 MAX_CLASSES = 2**24
 
 

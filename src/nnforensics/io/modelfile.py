@@ -10,7 +10,8 @@ Architecture code is imported only from what the user names explicitly; a file's
 metadata naming a user architecture is not followed. A model is first built on
 torch's ``meta`` device (no memory) and its parameter names, shapes and dtypes are
 compared with the file's before any tensor is read or any weight allocated, so a
-small file cannot make its metadata ask for a huge network.
+small file cannot make its metadata ask for a huge network; a built-in architecture's
+recorded input shape must be the one its arguments define (:mod:`.modelcheck`).
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError, CorruptFileError, InvalidWeightsError, ShapeMismatchError
+from ..errors import ConfigError, CorruptFileError, InvalidWeightsError
 from ..utils.atomic import atomic_path, check_not_input
 from .meta import META_KEY, ModelMeta
+from .modelcheck import check_fits, check_input_shape, load_into
+from .modelcheck import describe_mismatch  # noqa: F401  (re-exported: training, resynchronization use it)
 from .safetensors_file import Header, read_header, read_tensors, write_safetensors
 from .torchfile import read_torch_state_dict
 
@@ -115,14 +118,32 @@ def _open(path: Path) -> _Opened:
     return opened
 
 
+def _non_finite(name: str, tensor: torch.Tensor, source: str) -> int:
+    """How many values of ``tensor`` are NaN/Inf; a tensor that cannot be counted is an :class:`InvalidWeightsError`."""
+    if tensor.is_quantized:
+        _unusable(name, tensor, source)
+    if not (tensor.is_floating_point() or tensor.is_complex()):
+        return 0
+    try:
+        return int((~torch.isfinite(tensor)).sum())
+    except (RuntimeError, NotImplementedError):  # sparse layouts, data-less meta tensors...
+        _unusable(name, tensor, source)
+
+
+def _unusable(name: str, tensor: torch.Tensor, source: str) -> NoReturn:
+    kind = str(tensor.layout if tensor.layout != torch.strided else tensor.dtype).removeprefix("torch.")
+    raise InvalidWeightsError(f"{source}: tensor {name!r} ({kind}, on {tensor.device.type}) cannot be checked "
+                              f"for NaN/Inf; only plain dense CPU tensors are used")
+
+
 def check_finite(tensors: dict[str, torch.Tensor], source: str = "weights") -> None:
-    """Raise :class:`InvalidWeightsError` naming the first tensors holding NaN/Inf."""
+    """Raise :class:`InvalidWeightsError` naming the first tensors holding NaN/Inf, or one that
+    cannot be checked (sparse, quantized, data-less ``meta``)."""
     bad = []
     for name, tensor in tensors.items():
-        if tensor.is_floating_point() or tensor.is_complex():
-            n_bad = int((~torch.isfinite(tensor)).sum())
-            if n_bad:
-                bad.append(f"{name} ({n_bad} of {tensor.numel()} values)")
+        n_bad = _non_finite(name, tensor, source)
+        if n_bad:
+            bad.append(f"{name} ({n_bad} of {tensor.numel()} values)")
     if bad:
         raise InvalidWeightsError(f"{source} contain NaN or Inf values: {', '.join(bad[:5])}" + (" ..." if len(bad) > 5 else ""))
 
@@ -148,100 +169,7 @@ def read_meta(path: str | os.PathLike) -> ModelMeta | None:
     return _meta_of(read_header(path), path) if _is_safetensors(path) else None
 
 
-# ---------------------------------------------------------------- matching a model
-
-def _fmt_shape(shape: torch.Size | tuple[int, ...]) -> str:
-    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
-
-
-def _kind(tensor: torch.Tensor) -> str:
-    if tensor.is_complex():
-        return "complex"
-    if tensor.is_floating_point():
-        return "floating-point"
-    return "boolean" if tensor.dtype == torch.bool else "integer"
-
-
-def describe_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], arch: str) -> str | None:
-    """A message naming the first mismatching keys, shapes and dtype kinds, or None when they fit.
-
-    Works on data-less ``meta`` tensors too (only names, shapes and dtypes are compared).
-    """
-    missing = [k for k in expected if k not in given]
-    unexpected = [k for k in given if k not in expected]
-    common = [k for k in expected if k in given]
-    wrong = [k for k in common if tuple(expected[k].shape) != tuple(given[k].shape)]
-    kinds = [k for k in common if k not in wrong and _kind(expected[k]) != _kind(given[k])]
-    if not (missing or unexpected or wrong or kinds):
-        return None
-
-    def head(keys: list[str], fmt=lambda k: k) -> str:
-        return ", ".join(fmt(k) for k in keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-
-    parts = []
-    if wrong:
-        parts.append("shape mismatch: " + head(
-            wrong, lambda k: f"{k} file {_fmt_shape(given[k].shape)} vs model {_fmt_shape(expected[k].shape)}"))
-    if kinds:
-        parts.append("dtype mismatch: " + head(
-            kinds, lambda k: f"{k} file {_kind(given[k])} vs model {_kind(expected[k])}"))
-    if missing:
-        parts.append("missing keys: " + head(missing))
-    if unexpected:
-        parts.append("unexpected keys: " + head(unexpected))
-    return f"weights do not match architecture {arch!r}: " + "; ".join(parts)
-
-
-def _with_counters(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``tensors`` plus the model's own BatchNorm ``num_batches_tracked`` counters where the file has none.
-
-    Many exported state dicts lack them; they do not affect the network's function.
-    """
-    counters = {k: v for k, v in expected.items() if k.endswith("num_batches_tracked") and k not in tensors}
-    return {**counters, **tensors}
-
-
-def load_into(model: nn.Module, tensors: dict[str, torch.Tensor], arch: str) -> None:
-    """``model.load_state_dict(tensors, strict=True)`` with a readable mismatch error."""
-    expected = model.state_dict()
-    tensors = _with_counters(expected, tensors)
-    problem = describe_mismatch(expected, tensors, arch)
-    if problem:
-        raise ShapeMismatchError(problem)
-    model.load_state_dict(tensors, strict=True)
-
-
-def check_fits(arch: str, args: dict[str, Any], layout: dict[str, torch.Tensor]) -> None:
-    """Refuse, before allocating anything, an architecture whose weights are not the file's.
-
-    The model is built on torch's ``meta`` device (shapes, no memory), registering at
-    most about as many tensors as the file holds, and its state dict is compared with
-    the file's names, shapes and dtype kinds (:func:`describe_mismatch`); the values it
-    would allocate, non-persistent buffers included, must not exceed the file's.
-
-    Args:
-        arch: registry name or user architecture spec.
-        args: constructor arguments.
-        layout: the file's tensors, real or ``meta`` (only shapes and dtypes are used).
-    """
-    from ..models.registry import build_on_meta, is_user_arch
-
-    try:
-        skeleton = build_on_meta(arch, args, max_tensors=2 * len(layout) + 64)
-    except ConfigError:
-        if not is_user_arch(arch):
-            raise
-        return  # a user's own code that cannot run on the meta device: checked when loading for real
-    expected = skeleton.state_dict()
-    problem = describe_mismatch(expected, _with_counters(expected, layout), arch)
-    if problem:
-        raise ShapeMismatchError(problem)
-    wanted = sum(t.numel() for t in [*skeleton.parameters(), *skeleton.buffers()])
-    held = sum(t.numel() for t in layout.values()) + sum(v.numel() for k, v in expected.items() if k not in layout)
-    if wanted > held + 2**20:  # slack: small non-persistent buffers (e.g. masks, position tables)
-        raise ShapeMismatchError(f"architecture {arch!r} with {args} would allocate {wanted:,} values, far more "
-                                 f"than the {held:,} the file holds")
-
+# ---------------------------------------------------------------- loading a model
 
 def _infer_args(arch: str, tensors: dict[str, torch.Tensor], given: dict[str, Any]) -> dict[str, Any]:
     """Fill ``num_classes`` / ``in_channels`` from the weights when the user gave none."""
@@ -288,7 +216,9 @@ def load_model(
             or any safetensors / ``.pt`` state dict together with ``arch``.
         arch: registry name or ``file.py:Class`` / ``pkg.mod:factory``; overrides the metadata.
         arch_args: constructor arguments (override the metadata's).
-        input_shape: one input's shape, when the file does not record it.
+        input_shape: one input's shape, when the file does not record it; for a built-in
+            architecture it must be the one its ``in_channels`` / ``image_size`` define
+            (as must the shape a file records).
         device: where to put the model.
 
     Returns:
@@ -321,6 +251,8 @@ def load_model(
     args = {**(meta.arch_args if same else {}), **(arch_args or {})}
     if not same:
         args = _infer_args(arch, opened.layout, args)
+    where = repr(str(path))
+    check_input_shape(arch, args, input_shape or (meta.input_shape if same else None), None if input_shape else where)
     check_fits(arch, args, opened.layout)  # before reading the data or allocating the model
     tensors = opened.tensors()
     model = build_model(arch, **args)
@@ -329,6 +261,8 @@ def load_model(
         meta = ModelMeta(arch=arch, arch_args=args, input_shape=input_shape_for(arch, args, None),
                          num_classes=args.get("num_classes"), history=[{"op": "import", "source": path.name}])
     else:  # the weights' provenance stays; the code that runs them is what the user named
+        if not (same or is_user_arch(arch)):  # another built-in: its own input shape
+            meta.input_shape = input_shape_for(arch, args, None)
         meta.arch, meta.arch_args = arch, args
         meta.num_classes = args.get("num_classes", meta.num_classes)
     if input_shape:
@@ -371,6 +305,7 @@ def save_model(
     path = check_model_output(path, inputs)
     tensors = state_dict_for_saving(model)
     check_finite(tensors, "weights of the model to save")
+    check_input_shape(meta.arch, meta.arch_args, meta.input_shape)
     text = meta.to_json()
     ModelMeta.from_json(text)
     with atomic_path(path) as tmp:  # same model and metadata -> same bytes (sorted header, fixed order)

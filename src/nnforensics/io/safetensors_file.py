@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, CorruptFileError
+from .jsonfile import NonFiniteNumber, finite_float, refuse_constant
 
 #: Largest header accepted: ~100 bytes per tensor, so room for >100k tensors and their metadata,
 #: while a crafted header cannot make the JSON parser build gigabytes of Python objects.
@@ -88,10 +89,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _no_constant(name: str) -> Any:
-    raise _Bad(f"its header holds {name}, which JSON does not allow")
-
-
 def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -131,7 +128,10 @@ def _check_tiling(entries: dict[str, TensorEntry], data_bytes: int) -> None:
 
 def _parse_header(text: bytes, data_bytes: int) -> Header:
     try:
-        raw = json.loads(text.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        raw = json.loads(text.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=refuse_constant,
+                         parse_float=finite_float)
+    except NonFiniteNumber as err:
+        raise _Bad(f"its header holds a {err}") from None
     except (UnicodeDecodeError, ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
         raise _Bad(f"its header is not valid JSON ({type(err).__name__})") from None
     if not isinstance(raw, dict):

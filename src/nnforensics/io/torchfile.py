@@ -190,8 +190,33 @@ def torch_load_weights_only(path: str | os.PathLike, what: str = "file") -> Any:
         f"{what} {str(path)!r} is not a readable PyTorch file (truncated or corrupt?): {brief(corrupt)}")
 
 
+def tensor_problem(tensor: torch.Tensor) -> str | None:
+    """Why a tensor read from a file is refused, or None for a dense CPU tensor of plain numbers.
+
+    Sparse, quantized and data-less (``meta``) tensors cannot be compared or checked
+    like weights; a view whose strides overlap (``expand``) presents more values than
+    its file holds, so a few bytes could ask for gigabytes once computed on.
+    """
+    if tensor.layout != torch.strided:
+        return f"a {str(tensor.layout).removeprefix('torch.')} tensor (save it dense: tensor.to_dense())"
+    if tensor.is_quantized:
+        return f"a quantized {str(tensor.dtype).removeprefix('torch.')} tensor (save tensor.dequantize())"
+    if tensor.device.type != "cpu":
+        return f"a tensor on device {tensor.device.type!r}, which holds no values"
+    stored = tensor.untyped_storage().nbytes()
+    if tensor.numel() * tensor.element_size() > stored:
+        return (f"a view of shape {tuple(tensor.shape)} over {stored} bytes of data (overlapping strides, as "
+                f"from expand()); save tensor.contiguous()")
+    return None
+
+
 def unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    """Accept a state dict, or a checkpoint dict holding one under a usual key."""
+    """Accept a state dict, or a checkpoint dict holding one under a usual key.
+
+    Raises:
+        CorruptFileError: no mapping of names to tensors, or a tensor refused by
+            :func:`tensor_problem` (sparse, quantized, ``meta``, overlapping views).
+    """
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model", "net", "weights"):
             inner = obj.get(key)
@@ -203,6 +228,11 @@ def unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise CorruptFileError(f"{str(path)!r}: entries that are not tensors: {', '.join(map(str, bad[:5]))}")
+    for name, tensor in obj.items():
+        problem = tensor_problem(tensor)
+        if problem:
+            raise CorruptFileError(f"{str(path)!r}: tensor {name!r} is {problem}; nnforensics reads plain dense "
+                                   f"tensors only")
     for prefix in ("module.", "_orig_mod."):  # DataParallel / torch.compile wrappers
         if all(k.startswith(prefix) for k in obj):
             obj = {k[len(prefix):]: v for k, v in obj.items()}

@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import json
 import sys
+import types
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from torch.nn.modules.module import (
     register_module_parameter_registration_hook,
 )
 
-from ..errors import ConfigError, ShapeMismatchError, UnknownNameError
+from ..errors import ConfigError, NNFError, ShapeMismatchError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,23 @@ class ModelSpec:
                 )
         try:
             return self.factory(**args)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"cannot build {self.name!r} with {args}: {err}") from None
+        except NNFError:
+            raise
+        except Exception as err:  # arguments from a file or the command line: any failure is theirs
+            raise ConfigError(f"cannot build {self.name!r} with {_short(args)}: {_reason(err)}") from None
+
+
+def _reason(err: BaseException) -> str:
+    """An exception's first line; prefixed with its type unless it is a constructor's own ValueError/TypeError."""
+    lines = str(err).strip().splitlines()
+    text = lines[0][:300] if lines else ""
+    return text if isinstance(err, (ValueError, TypeError)) and text else f"{type(err).__name__}: {text}".rstrip(": ")
+
+
+def _short(args: dict[str, Any], most: int = 200) -> str:
+    """``repr(args)``, cut to ``most`` characters (arguments read from a file can be long lists)."""
+    text = repr(args)
+    return text if len(text) <= most else text[:most] + " ...}"
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -102,25 +118,17 @@ def is_user_arch(arch: str) -> bool:
     return ":" in arch
 
 
+#: User architecture files already imported in this process: (resolved path, mtime, size) -> module.
+_USER_MODULES: dict[tuple[str, int, int], types.ModuleType] = {}
+
+
 def _load_user_factory(arch: str) -> Callable[..., nn.Module]:
     """Import a user's own architecture given on the command line (never from a model file)."""
     target, _, attr = arch.rpartition(":")
     if not target or not attr:
         raise ConfigError(f"user architecture {arch!r} must look like path/to/file.py:ClassName or package.module:factory")
     if target.endswith(".py") or "/" in target or "\\" in target:
-        path = Path(target)
-        if not path.is_file():
-            raise ConfigError(f"user architecture file {target!r} does not exist")
-        mod_name = f"nnf_user_arch_{abs(hash(str(path.resolve())))}"
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        if spec is None or spec.loader is None:
-            raise ConfigError(f"cannot import {target!r} as a Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as err:  # the user's own code failed to import
-            raise ConfigError(f"importing {target!r} failed: {type(err).__name__}: {err}") from None
+        module = _user_file_module(target)
     else:
         try:
             module = importlib.import_module(target)
@@ -130,6 +138,34 @@ def _load_user_factory(arch: str) -> Callable[..., nn.Module]:
     if factory is None or not callable(factory):
         raise ConfigError(f"{target!r} has no class or function named {attr!r}")
     return factory
+
+
+def _user_file_module(target: str) -> types.ModuleType:
+    """The module of a ``file.py``, executed once per process (again only if the file changes)."""
+    path = Path(target)
+    if not path.is_file():
+        raise ConfigError(f"user architecture file {target!r} does not exist")
+    resolved = path.resolve()
+    stat = resolved.stat()
+    key = (str(resolved), stat.st_mtime_ns, stat.st_size)
+    if key not in _USER_MODULES:
+        _USER_MODULES[key] = _exec_user_file(path, resolved)
+    return _USER_MODULES[key]
+
+
+def _exec_user_file(path: Path, resolved: Path) -> types.ModuleType:
+    mod_name = f"nnf_user_arch_{abs(hash(str(resolved)))}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot import {str(path)!r} as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the user's own code failed to import
+        sys.modules.pop(mod_name, None)
+        raise ConfigError(f"importing {str(path)!r} failed: {type(err).__name__}: {err}") from None
+    return module
 
 
 def build_model(arch: str, **kwargs: Any) -> nn.Module:
@@ -154,7 +190,8 @@ def _build_user(arch: str, factory: Callable[..., nn.Module], kwargs: dict[str, 
     try:
         model = factory(**kwargs)
     except Exception as err:
-        raise ConfigError(f"building user architecture {arch!r} with {kwargs} failed: {type(err).__name__}: {err}") from None
+        raise ConfigError(f"building user architecture {arch!r} with {_short(kwargs)} failed: "
+                          f"{type(err).__name__}: {err}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"user architecture {arch!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -60,21 +60,28 @@ def _pct(value: float) -> str:
 
 def _facts(result: Any) -> dict[str, str]:
     """The numbers behind the conclusion, each with its meaning and unit."""
-    facts = {
-        "verdict": f"{result.verdict} ({result.confidence} confidence)",
-        "neurons re-identified": (
+    facts = {"verdict": f"{result.verdict} ({result.confidence} confidence)"}
+    if result.verdict == "identical":
+        return {**facts, "tensors": f"all {len(result.layers)} floating-point tensors are bit-for-bit the original's"}
+    if result.basis == "tensors":
+        facts["weight tensors correlated"] = (
+            f"{result.reidentified} of {result.units} — weight tensors whose values correlate with the original's "
+            f"beyond chance (1 %, Bonferroni); the network has no permutation group of 3 or more neurons to "
+            f"re-identify, so the verdict rests on whole tensors and is given with low confidence")
+    else:
+        facts["neurons re-identified"] = (
             f"{result.reidentified} of {result.units} = similarity {result.similarity:.3f} — share of the original's "
             f"neurons whose counterpart in the suspect stands out beyond chance (1 % per neuron, Bonferroni over "
-            f"the candidates; groups of at least 3 units)"),
-    }
+            f"the candidates; groups of at least 3 units)")
     if result.verdict == "derived":
-        facts["most likely modification"] = f"{result.kind} ({result.kind_detail}); read in {result.kind_votes}"
+        facts["most likely modification"] = (f"{result.kind} ({result.kind_detail}); read in {result.kind_votes} "
+                                             f"({result.kind_confidence} agreement)")
         facts["kind readings (tensors)"] = ", ".join(f"{k}: {n}" for k, n in sorted(result.kinds.items()))
     if result.permuted_groups is not None:
         facts["permutation groups found out of order"] = f"{result.permuted_groups} of {len(result.groups)}"
     facts["output change after re-synchronization"] = (
-        f"{_pct(result.output_difference)} — largest |Δ output| on the example inputs, in % of the original's "
-        f"largest output (0 % for a permuted copy)")
+        f"{_pct(result.output_difference)} — largest |Δ output| over the largest |output| of the original, on "
+        f"random example inputs (uniform in [0, 1], not real data; 0 % for a permuted copy)")
     if result.verdict == "derived":
         facts["changed layers (model order)"] = ", ".join(result.changed_layers) or "none"
     return facts

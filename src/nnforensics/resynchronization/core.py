@@ -1,15 +1,4 @@
-"""Re-synchronization: put a permuted (and perturbed) copy's neurons back in the original's order.
-
-Groups are solved in topological order: once a group's input axes are aligned, the
-comparison of its units is exact up to the perturbation. Methods:
-
-* ``argmax`` — the paper's Algorithm 1: cosine similarity of the layer's own reshaped
-  weights, argmax per original neuron (may map two neurons to one: reported as collisions).
-* ``lap`` (default) — cosine similarity over every coupled parameter whose other axes are
-  already aligned, solved as a linear assignment (always a permutation).
-* ``weight-matching`` — Git Re-Basin coordinate descent over all groups on inner products.
-* ``rank`` — the paper's rejected baseline: sort neurons by the sum of their weights.
-"""
+"""The re-synchronization methods (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -24,11 +13,12 @@ import torch
 import torch.nn as nn
 from scipy.optimize import linear_sum_assignment
 
-from .errors import ConfigError, ShapeMismatchError, UnknownNameError
-from .graph import GroupSet, Member, PermutationGroup, apply_group, state_tensors
-from .permutation import groups_of, resolve_inputs, unwrap
-from .utils.progress import track
-from .utils.seeding import numpy_rng
+from ..errors import ConfigError, ShapeMismatchError, UnknownNameError
+from ..graph import GroupSet, PermutationGroup, apply_group, state_tensors
+from ..permutation import groups_of, resolve_inputs, unwrap
+from ..utils.progress import track
+from ..utils.seeding import numpy_rng
+from .features import anchor, block_similarity, features, group_similarity, similarity
 
 METHODS = ("lap", "argmax", "weight-matching", "rank")
 
@@ -68,103 +58,6 @@ class ResyncResult:
                 "seconds": self.seconds, "groups": self.groups}
 
 
-# --------------------------------------------------------------------- features
-
-def _rows(tensor: torch.Tensor, member: Member, index: np.ndarray) -> torch.Tensor:
-    """(n, k * rest) float64 features of units at ``index`` (n, k) along ``member.axis``."""
-    flat = torch.from_numpy(index.reshape(-1))
-    picked = tensor.detach().index_select(member.axis, flat.to(tensor.device)).movedim(member.axis, 0)
-    return picked.reshape(index.shape[0], -1).double().cpu()
-
-
-def _eligible(group: PermutationGroup, members: list[Member], owners: dict, solved: set[str],
-              shapes: dict[str, tuple[int, ...]]) -> list[Member]:
-    """Members whose other axes are already aligned (or never permuted)."""
-    out = []
-    for m in members:
-        ok = True
-        for axis, size in enumerate(shapes[m.name]):
-            if axis == m.axis or size == 1:
-                continue
-            if any(o != group.name and o not in solved for o in owners.get((m.name, axis), [])):
-                ok = False
-                break
-        if ok:
-            out.append(m)
-    return out or members
-
-
-def _anchor(group: PermutationGroup, members: list[Member], shapes) -> list[Member]:
-    """The layer's own weight rows (the paper's Algorithm 1 uses only these)."""
-    for m in members:
-        if m.axis == 0 and len(shapes[m.name]) >= 2 and m.name.rsplit(".", 1)[0] == group.layer:
-            return [m]
-    for m in members:
-        if len(shapes[m.name]) >= 2:
-            return [m]
-    return members[:1]
-
-
-def _features(tensors, members: list[Member], index_of, cosine: bool, center: bool = False) -> torch.Tensor:
-    """Concatenated unit features; each member scaled to unit RMS so none dominates.
-
-    ``center`` subtracts each member's mean over the units first (correlation instead of
-    cosine): a component every unit shares then no longer makes all units look alike.
-    """
-    parts = []
-    for m in members:
-        rows = _rows(tensors[m.name], m, index_of(m))
-        if center:
-            rows = rows - rows.mean(0, keepdim=True)
-        if cosine:
-            rms = rows.pow(2).mean().sqrt()
-            rows = rows / rms if rms > 0 else rows
-        parts.append(rows)
-    feats = torch.cat(parts, 1)
-    if cosine:
-        feats = feats / feats.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return feats
-
-
-def _similarity(orig, rest, members: list[Member], cosine: bool, index_o=None, index_r=None,
-                center: bool = False) -> np.ndarray:
-    index_o = index_o or (lambda m: m.index)
-    index_r = index_r or index_o
-    fo = _features(orig, members, index_o, cosine, center)
-    fr = _features(rest, members, index_r, cosine, center)
-    return (fo @ fr.T).numpy()
-
-
-def _block_similarity(group: PermutationGroup, orig, rest, members_ok, cosine: bool, center: bool = False) -> np.ndarray:
-    """Similarity of blocks: segments matched inside each pair of blocks (nested assignment)."""
-    n = group.size
-    total = np.zeros((n, n))
-    weight = 0.0
-    fixed_members: list[tuple[Member, int]] = []
-    for s, seg in enumerate(group.segments):
-        members = [m for m in seg.members if (m.name, m.axis) in members_ok]
-        if not members:
-            continue
-        if not seg.permutable or seg.n_units == 1:
-            fixed_members += [(m, s) for m in members]
-            continue
-        feats_o = [_features(orig, members, lambda m, b=b: m.index[b], cosine, center) for b in range(n)]
-        feats_r = [_features(rest, members, lambda m, b=b: m.index[b], cosine, center) for b in range(n)]
-        for a in range(n):
-            for b in range(n):
-                sim = (feats_o[a] @ feats_r[b].T).numpy()
-                rows, cols = linear_sum_assignment(sim, maximize=True)
-                total[a, b] += sim[rows, cols].sum()
-        weight += seg.n_units
-    if fixed_members:
-        flat = [Member(m.name, m.axis, m.index.reshape(n, -1)) for m, _ in fixed_members]
-        sim = _similarity(orig, rest, flat, cosine, center=center)
-        units = sum(group.segments[s].n_units for s in {s for _, s in fixed_members})
-        total += sim * (units if cosine else 1)
-        weight += units
-    return total / max(weight, 1) if cosine else total
-
-
 # --------------------------------------------------------------------- solvers
 
 def _solve(sim: np.ndarray, method: str) -> np.ndarray:
@@ -200,9 +93,9 @@ def unambiguous_share(groups: list[dict[str, Any]]) -> float:
 
 
 def _rank_map(orig, rest, group: PermutationGroup, shapes) -> np.ndarray:
-    members = _anchor(group, group.members, shapes)
-    so = _features(orig, members, lambda m: m.index, cosine=False).sum(1).numpy()
-    sr = _features(rest, members, lambda m: m.index, cosine=False).sum(1).numpy()
+    members = anchor(group, group.members, shapes)
+    so = features(orig, members, lambda m: m.index, cosine=False).sum(1).numpy()
+    sr = features(rest, members, lambda m: m.index, cosine=False).sum(1).numpy()
     out = np.empty(group.size, dtype=np.int64)
     out[np.argsort(so, kind="stable")] = np.argsort(sr, kind="stable")
     return out
@@ -235,7 +128,7 @@ def _apply(rest_tensors, tags: _Tags, group_set: GroupSet, group: PermutationGro
 
 def check_same_architecture(original: nn.Module, suspect: nn.Module) -> None:
     """Raise :class:`ShapeMismatchError` if the two models' tensors differ in names or shapes."""
-    from .io.modelfile import describe_mismatch
+    from ..io.modelfile import describe_mismatch
 
     a, b = original.state_dict(), suspect.state_dict()
     problem = describe_mismatch(a, b, type(original).__name__)
@@ -261,6 +154,7 @@ def resync(
     seed: int = 0,
     quiet: bool = True,
     center: bool = False,
+    reverse: bool = False,
 ) -> ResyncResult:
     """Re-synchronize ``suspect`` to ``original``.
 
@@ -275,7 +169,9 @@ def resync(
         max_iter: passes over all groups for ``weight-matching``; refinement passes of
             ``lap`` (0: the single sequential pass of the paper's Algorithm 1).
         center: compare units by correlation (features centred over the units) instead
-            of cosine; :func:`nnforensics.integrity.compare` uses it for its evidence pass.
+            of cosine; :func:`nnforensics.integrity.compare` uses it for its evidence passes.
+        reverse: visit the groups consumers first, so that each is compared over the
+            parameters of the layers it feeds (its fan-out) instead of its own (fan-in).
 
     Returns:
         :class:`ResyncResult`; ``psi`` is the percentage of units put back at their
@@ -307,8 +203,8 @@ def resync(
         _weight_matching(chosen, orig, rest, tags, group_set, stats, max_iter, seed, quiet)
     else:
         solved: set[str] = {g.name for g in group_set if g not in chosen}
-        for group in track(chosen, f"resync ({method})", quiet=quiet):
-            sim = _group_similarity(group, orig, rest, owners, solved, shapes, method, center)
+        for group in track(chosen[::-1] if reverse else chosen, f"resync ({method})", quiet=quiet):
+            sim = group_similarity(group, orig, rest, owners, solved, shapes, method, center)
             if group.name in capture:
                 captured[group.name] = sim
             mapping = _rank_map(orig, rest, group, shapes) if method == "rank" and group.kind != "blocks" \
@@ -334,21 +230,6 @@ def resync(
     return ResyncResult(restored, method, maps, rows, psi, seconds, captured)
 
 
-def _group_similarity(group, orig, rest, owners, solved, shapes, method, center: bool = False) -> np.ndarray:
-    if group.kind == "blocks":
-        ok = {(m.name, m.axis) for seg in group.segments
-              for m in _eligible(group, seg.members, owners, solved, shapes)}
-        if method in ("argmax", "rank"):
-            anchor = _anchor(group, group.members, shapes)
-            ok = {(m.name, m.axis) for m in anchor} | {
-                (m.name, m.axis) for seg in group.segments for m in seg.members if m.name == anchor[0].name}
-        return _block_similarity(group, orig, rest, ok, cosine=True, center=center)
-    members = _eligible(group, group.members, owners, solved, shapes)
-    if method in ("argmax", "rank"):
-        members = _anchor(group, members, shapes)
-    return _similarity(orig, rest, members, cosine=True, center=center)
-
-
 def _refine(chosen, orig, rest, tags, group_set, stats, max_iter, quiet) -> None:
     """Second and later passes of ``lap``: now that every group has an estimate, compare
     each group's units over *all* coupled parameters (the next layers' inputs too), in
@@ -360,7 +241,7 @@ def _refine(chosen, orig, rest, tags, group_set, stats, max_iter, quiet) -> None
     for _ in range(max_iter):
         changed = False
         for group in chosen:
-            sim = _group_similarity(group, orig, rest, owners, everything, shapes, "lap")
+            sim = group_similarity(group, orig, rest, owners, everything, shapes, "lap")
             mapping = _solve(sim, "lap")
             if not np.array_equal(mapping, np.arange(group.size)):
                 current = np.trace(sim)
@@ -381,9 +262,9 @@ def _weight_matching(chosen, orig, rest, tags, group_set, stats, max_iter, seed,
             group = chosen[i]
             if group.kind == "blocks":
                 ok = {(m.name, m.axis) for seg in group.segments for m in seg.members}
-                sim = _block_similarity(group, orig, rest, ok, cosine=False)
+                sim = block_similarity(group, orig, rest, ok, cosine=False)
             else:
-                sim = _similarity(orig, rest, group.members, cosine=False)
+                sim = similarity(orig, rest, group.members, cosine=False)
             mapping = _solve(sim, "lap")
             identity = np.arange(group.size)
             gain = sim[identity, mapping].sum() - np.trace(sim)
@@ -395,9 +276,9 @@ def _weight_matching(chosen, orig, rest, tags, group_set, stats, max_iter, seed,
     for group in chosen:  # report confidence on the final alignment (cosine)
         if group.kind == "blocks":
             ok = {(m.name, m.axis) for seg in group.segments for m in seg.members}
-            sim = _block_similarity(group, orig, rest, ok, cosine=True)
+            sim = block_similarity(group, orig, rest, ok, cosine=True)
         else:
-            sim = _similarity(orig, rest, group.members, cosine=True)
+            sim = similarity(orig, rest, group.members, cosine=True)
         stats[group.name] = _confidence(sim, np.arange(group.size))
 
 

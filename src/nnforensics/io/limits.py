@@ -1,4 +1,4 @@
-"""How much memory one data file may ask for, checked before anything is decoded.
+"""How much memory one file may ask for, checked before anything is decoded.
 
 Compressed and structured formats declare their sizes up front (an idx header, a
 zip directory and ``.npy`` headers, HDF5 dataspaces, image headers, tar headers): a
@@ -10,14 +10,20 @@ bound, **before** decoding:
     The most bytes one data file (or one image tree) may decode to. Default
     **2 GiB** (:data:`DEFAULT_MAX_DATA_BYTES`), more than the largest built-in
     file (SVHN's ``extra_32x32.mat``, 1.6 GB decoded). Accepts a number of bytes or
-    a size with a suffix: ``NNF_MAX_DATA_BYTES=8G`` (``K``, ``M``, ``G``, ``T``;
-    powers of 1024, an optional ``B``/``iB``).
+    a size with a suffix, decimals allowed: ``NNF_MAX_DATA_BYTES=8G``, ``1.5G``
+    (``K``, ``M``, ``G``, ``T``; powers of 1024, an optional ``B``/``iB``).
 
 A file over the bound is a :class:`~nnforensics.errors.DataError` naming the file,
 the declared size and the variable; a file whose declared size cannot match its
 contents is a :class:`~nnforensics.errors.CorruptFileError`; a genuine
 ``MemoryError`` while reading becomes a ``DataError`` naming the file
 (:func:`reading`).
+
+Model inputs are bounded here too: one input (``--input-shape``, a file's recorded
+``input_shape``, or all ``--example-inputs`` tensors together) holds at most
+:data:`MAX_INPUT_VALUES` values, and nnforensics draws random example inputs from a
+shape *recorded in a file* only up to :data:`MAX_RECORDED_INPUT_VALUES` (larger ones
+must be confirmed with ``--input-shape``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import BinaryIO
 
 import numpy as np
@@ -36,10 +43,25 @@ ENV_VAR = "NNF_MAX_DATA_BYTES"
 DEFAULT_MAX_DATA_BYTES = 2 * 1024**3
 #: deflate (gzip, zip, zlib) cannot expand more than 1032:1; a little slack for tiny streams
 MAX_DEFLATE_RATIO = 1032
-_DEFLATE_SLACK = 4096
+DEFLATE_SLACK = 4096
+#: Values of one model input (16M: e.g. 1x4096x4096); --input-shape and files alike.
+MAX_INPUT_VALUES = 2**24
+#: Values of one random example input drawn from a file's recorded shape (4M: 3x1182x1182;
+#: a 3x224x224 ImageNet image is 150k). Larger shapes must be given with --input-shape.
+MAX_RECORDED_INPUT_VALUES = 2**22
+#: Axes of one model input, batch axis excluded: (C, H, W) at most, plus one.
+MAX_INPUT_DIMS = 4
 _CHUNK = 16 * 1024**2  # incremental reads: never one huge read() of a decompressing stream
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """``"8G"`` -> 8 GiB, ``"1.5G"`` -> 1.5 GiB (rounded down to a byte); 0 when ``text`` is not a size."""
+    match = _SIZE.match(text)
+    if not match:
+        return 0
+    return int(Decimal(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 def max_data_bytes() -> int:
@@ -51,10 +73,9 @@ def max_data_bytes() -> int:
     raw = os.environ.get(ENV_VAR, "").strip()
     if not raw:
         return DEFAULT_MAX_DATA_BYTES
-    match = _SIZE.match(raw)
-    value = int(match.group(1)) * _UNITS[match.group(2).lower()] if match else 0
+    value = parse_size(raw)
     if value <= 0:
-        raise ConfigError(f"{ENV_VAR}={raw!r} is not a positive size; use bytes or e.g. 512M, 8G")
+        raise ConfigError(f"{ENV_VAR}={raw!r} is not a positive size; use bytes or e.g. 512M, 1.5G, 8G")
     return value
 
 
@@ -80,7 +101,7 @@ def check_size(nbytes: int, where: str, what: str) -> None:
 
 def check_deflate_ratio(declared: int, compressed: int, where: str, what: str) -> None:
     """Refuse a declared size that ``compressed`` bytes of deflate data cannot hold."""
-    if declared > compressed * MAX_DEFLATE_RATIO + _DEFLATE_SLACK:
+    if declared > compressed * MAX_DEFLATE_RATIO + DEFLATE_SLACK:
         raise CorruptFileError(f"{where} is truncated or corrupt: {what} declares {format_bytes(declared)}, "
                                f"more than {format_bytes(compressed)} of compressed data can hold")
 
