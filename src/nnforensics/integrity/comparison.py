@@ -18,8 +18,8 @@ from .statistics import change_stats, neuron_stats, noise_stats, pooled_noise_st
 
 CHANGE_TOL = 1e-6  # relative L2 change below which a tensor counts as unchanged
 #: Similarity (share of re-identified neurons) from which a suspect reads as derived.
-#: Independently trained networks of one architecture score at most 0.03 and copies
-#: noised up to Ω = 2 at least 0.74 in ``benchmarks/compare_calibration.py`` (docs/compare_calibration.md).
+#: Independently trained networks of one architecture score at most 0.044 and copies
+#: noised up to Ω = 2 at least 0.71 in ``benchmarks/compare_calibration.py`` (docs/compare_calibration.md).
 DERIVED_THRESHOLD = 0.15
 #: Outside [UNRELATED_SURE, DERIVED_SURE] the verdict is given with high confidence.
 DERIVED_SURE, UNRELATED_SURE = 0.3, 0.06

@@ -89,7 +89,7 @@ def _facts(result: Any) -> dict[str, str]:
 
 def _meaning(result: Any) -> str:
     if result.verdict == "unrelated":
-        return ("Independently trained networks of one architecture share a few neurons by chance (at most 3 % in "
+        return ("Independently trained networks of one architecture share a few neurons by chance (at most 4.4 % in "
                 "our calibration, benchmarks/compare_calibration.py). Per-layer kinds of change describe how a copy "
                 "was modified and do not apply to unrelated networks, so none is given.")
     if result.verdict == "derived":
