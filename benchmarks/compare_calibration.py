@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 from nnforensics.demo import DEMO_RECIPE  # noqa: E402
 from nnforensics.graph import example_inputs_for  # noqa: E402
 from nnforensics.integrity import compare  # noqa: E402
-from nnforensics.io import load_model, save_model  # noqa: E402
+from nnforensics.io import save_model  # noqa: E402
+from nnforensics.models import load_model
 from nnforensics.permutation import permute  # noqa: E402
 from nnforensics.perturbation import perturb  # noqa: E402
 from nnforensics.training import Recipe, fit  # noqa: E402

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 import types
+from pathlib import Path
 
 import nnforensics
 
@@ -35,3 +37,42 @@ def test_core_functions_and_their_modules_have_distinct_names():
     assert nnforensics.permute is nnforensics.permutation.permute
     assert nnforensics.resync is nnforensics.resynchronization.resync
     assert nnforensics.perturb is nnforensics.perturbation.perturb
+
+
+#: The layers, lowest first: a module may import its own layer and those below, never one above
+#: (imports inside functions included: they still make an import circle).
+LAYERS = ("errors", "utils", "io", "data", "models", "graph", "training", "recipes", "permutation",
+          "resynchronization", "perturbation", "integrity", "watermark", "experiments", "report", "demo", "cli",
+          "__main__", "__init__")
+
+
+def _imports(path: Path, module: str) -> list[tuple[int, str]]:
+    """(line, imported module) of every nnforensics import in a file, relative ones resolved."""
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+            target = ".".join(base + ([node.module] if node.module else []))
+            out += [(node.lineno, target if node.module else f"{target}.{a.name}") for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nnforensics"):
+            out.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names if a.name.startswith("nnforensics")]
+    return out
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    root = Path(nnforensics.__file__).parent
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    upward = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        layer = parts[1] if len(parts) > 1 else "__init__"
+        assert layer in rank, f"{module}: add its layer to LAYERS"
+        for line, target in _imports(path, module):
+            other = target.split(".")[1] if "." in target else "__init__"
+            if rank.get(other, -1) > rank[layer]:
+                upward.append(f"{module}:{line} imports {target}")
+    assert not upward, upward

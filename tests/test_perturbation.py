@@ -11,7 +11,8 @@ import torch.nn as nn
 import torch.nn.utils.prune as torch_prune
 
 from nnforensics.errors import ConfigError, UnknownNameError
-from nnforensics.io import ModelMeta, load_model
+from nnforensics.io import ModelMeta
+from nnforensics.models import load_model
 from nnforensics.perturbation import ATTACKS, perturb, quantize_tensor, validate_level
 
 

@@ -13,7 +13,8 @@ import typer
 from nnforensics.data import ArrayDataset, DatasetInfo, load_dataset
 from nnforensics.data.readers import MNIST_INFO
 from nnforensics.errors import ConfigError, ShapeMismatchError, UnknownNameError
-from nnforensics.io import load_model, read_meta
+from nnforensics.io import read_meta
+from nnforensics.models import load_model
 from nnforensics.recipes import PRESETS, choose_preset, default_recipe, resolve_recipe
 from nnforensics.training import Recipe, evaluate, finetune_recipe, fit, predict, train
 

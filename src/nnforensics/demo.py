@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .io.modelfile import LoadedModel, load_model, save_model
+from .io.modelfile import save_model
+from .models.loading import LoadedModel, load_model
 from .training import Recipe, fit
 from .utils.progress import info
 

@@ -35,7 +35,7 @@ import torch.nn as nn
 
 from .errors import ConfigError, UnknownNameError, UnsupportedModelError
 from .io.meta import ModelMeta
-from .io.modelfile import LoadedModel
+from .models.loading import LoadedModel
 from .models.layers import resolve_layers
 from .utils.seeding import torch_generator
 

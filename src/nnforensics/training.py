@@ -25,7 +25,7 @@ from .data.loader import batches
 from .data.registry import ArrayDataset
 from .errors import ConfigError, CorruptFileError, DataError, ShapeMismatchError
 from .io.checkpoint import load_checkpoint, save_checkpoint
-from .io.modelfile import LoadedModel
+from .models.loading import LoadedModel
 from .models.wrappers import Normalized
 from .utils.device import resolve_device
 from .utils.progress import info, progress
@@ -112,13 +112,6 @@ class TrainResult:
     val_accuracy: float | None = None
 
 
-def seeded_init(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
-    """Build a model with parameters drawn from ``seed`` (global RNG left untouched)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed("init", seed))
-        return factory()
-
-
 def make_optimizer(params, recipe: Recipe) -> torch.optim.Optimizer:
     if recipe.optimizer == "adam":
         return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -142,7 +135,7 @@ def _restore(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, rec
     Returns:
         ``(epochs done, optimiser steps done, history)``.
     """
-    from .io.modelfile import describe_mismatch
+    from .io.modelcheck import describe_mismatch
 
     state = load_checkpoint(ckpt)
     if not _same_recipe(state["recipe"], recipe.to_dict()):

@@ -10,7 +10,8 @@ import torch
 import typer
 
 from nnforensics.cli import app
-from nnforensics.io import load_model, read_meta
+from nnforensics.io import read_meta
+from nnforensics.models import load_model
 from nnforensics.models.factory import create_model
 from nnforensics.utils.atomic import TMP_PREFIX
 

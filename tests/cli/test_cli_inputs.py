@@ -15,7 +15,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from nnforensics.io import load_model, read_meta
+from nnforensics.io import read_meta
+from nnforensics.models import load_model
 
 NETS = textwrap.dedent("""
     import torch

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from nnforensics.errors import NNFError
-from nnforensics.io import load_checkpoint, load_model
+from nnforensics.io import load_checkpoint
+from nnforensics.models import load_model
 from nnforensics.utils.atomic import TMP_PREFIX
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

@@ -9,7 +9,8 @@ import uuid
 import pytest
 import torch
 
-from nnforensics.io import load_model, read_meta
+from nnforensics.io import read_meta
+from nnforensics.models import load_model
 
 NET_SOURCE = textwrap.dedent("""
     import torch.nn as nn

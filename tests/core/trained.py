@@ -6,7 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from nnforensics.io import LoadedModel, load_model, save_model
+from nnforensics.io import save_model
+from nnforensics.models import LoadedModel, load_model
 from nnforensics.training import Recipe, fit
 
 CACHE = Path(os.environ.get("NNF_TEST_CACHE", Path(__file__).resolve().parents[2] / ".test-cache"))

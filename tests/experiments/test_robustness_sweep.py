@@ -31,7 +31,7 @@ def test_defaults_follow_the_paper(trained_digits_model):
 
 def test_sweep_through_the_cli(trained_digits_model, tmp_path, run_cli):
     from nnforensics.data import load_dataset
-    from nnforensics.io import load_model
+    from nnforensics.models import load_model
     from nnforensics.training import evaluate
 
     out = tmp_path / "noise"
@@ -88,7 +88,7 @@ def test_target_layer_only(trained_digits_model, tmp_path, run_cli):
 def test_quantization_acts_on_the_whole_model_even_with_a_target(trained_digits_model, tmp_path, run_cli):
     # REFERENCE.md: "fake-quantization of every Conv/Linear weight" (the paper's error reaches 88 % at 2 bits)
     from nnforensics.data import load_dataset
-    from nnforensics.io import load_model
+    from nnforensics.models import load_model
     from nnforensics.training import evaluate
 
     out = tmp_path / "quantize"

@@ -21,7 +21,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from nnforensics.errors import CorruptFileError
-from nnforensics.io import ModelMeta, load_model, read_meta, save_model
+from nnforensics.io import ModelMeta, read_meta, save_model
+from nnforensics.models import load_model
 from nnforensics.io.limits import MAX_INPUT_VALUES, MAX_RECORDED_INPUT_VALUES
 from nnforensics.io.meta import META_KEY
 

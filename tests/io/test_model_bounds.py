@@ -17,7 +17,8 @@ from safetensors.torch import load_file, save_file
 
 from nnforensics.data.registry import DatasetInfo
 from nnforensics.errors import ConfigError, CorruptFileError, ShapeMismatchError
-from nnforensics.io import load_model, read_meta
+from nnforensics.io import read_meta
+from nnforensics.models import load_model
 from nnforensics.io.meta import META_KEY
 from nnforensics.models.factory import create_model
 
@@ -47,7 +48,7 @@ _LOAD_UNDER_LIMIT = """
 import resource, sys
 import nnforensics.models.factory, nnforensics.models.zoo, nnforensics.utils.device  # imported before the limit
 from nnforensics.errors import ShapeMismatchError
-from nnforensics.io import load_model
+from nnforensics.models import load_model
 size = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize"))
 resource.setrlimit(resource.RLIMIT_AS, (size + 1024**3, resource.getrlimit(resource.RLIMIT_AS)[1]))
 try:

@@ -24,9 +24,11 @@ from nnforensics.errors import (
     ShapeMismatchError,
     UnsafeFileError,
 )
-from nnforensics.io import ModelMeta, load_model, load_state_dict, read_meta, save_model
+from nnforensics.io import ModelMeta, load_state_dict, read_meta, save_model
+from nnforensics.models import load_model
 from nnforensics.io.meta import META_KEY
-from nnforensics.io.modelfile import check_finite, load_into
+from nnforensics.io.modelcheck import load_into
+from nnforensics.io.modelfile import check_finite
 from nnforensics.models.factory import create_model
 
 

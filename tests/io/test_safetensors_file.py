@@ -12,7 +12,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from nnforensics.errors import CorruptFileError
-from nnforensics.io import load_model, load_state_dict, read_meta, save_model
+from nnforensics.io import load_state_dict, read_meta, save_model
+from nnforensics.models import load_model
 from nnforensics.io.safetensors_file import MAX_HEADER_BYTES, read_header, write_safetensors
 from nnforensics.models.factory import create_model
 

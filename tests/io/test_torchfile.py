@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from nnforensics.errors import CorruptFileError, UnsafeFileError
-from nnforensics.io import load_checkpoint, load_model
+from nnforensics.io import load_checkpoint
+from nnforensics.models import load_model
 from nnforensics.io.torchfile import pickle_globals, torch_load_weights_only
 
 

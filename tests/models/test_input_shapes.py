@@ -7,7 +7,7 @@ import torch
 
 from nnforensics.data.registry import DatasetInfo
 from nnforensics.errors import ConfigError
-from nnforensics.io import load_model
+from nnforensics.models import load_model
 from nnforensics.models.factory import create_model
 from nnforensics.models.registry import list_models
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nnforensics.errors import ShapeMismatchError
-from nnforensics.io.modelfile import load_model
+from nnforensics.models import load_model
 from nnforensics.models.factory import create_model
 from nnforensics.models.registry import get_model_spec, list_models
 

@@ -9,7 +9,8 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from nnforensics.cli import main
 from nnforensics.data.registry import DatasetInfo
-from nnforensics.io.modelfile import load_model, save_model
+from nnforensics.io.modelfile import save_model
+from nnforensics.models import load_model
 from nnforensics.models.factory import create_model
 from nnforensics.models.registry import get_model_spec, list_models
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nnforensics.integrity import compare
-from nnforensics.io import load_model
+from nnforensics.models import load_model
 from nnforensics.permutation import permute
 from nnforensics.perturbation import perturb
 from nnforensics.report.compare import write_compare_report

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from nnforensics.data.registry import load_dataset
-from nnforensics.io import LoadedModel, load_model, save_model
+from nnforensics.io import save_model
+from nnforensics.models import LoadedModel, load_model
 from nnforensics.training import evaluate, train
 from nnforensics.watermark import WatermarkKey, embed, load_key, make_key, save_key
 

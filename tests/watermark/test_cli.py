@@ -135,7 +135,7 @@ def test_resume_with_another_watermark_is_refused(run_cli, expect_error, tmp_pat
 @pytest.fixture
 def keys(tmp_path, tiny_model_file):
     """Key files next to a tiny LeNet (width 0.5): a good one, one for VGG, one of 8 bits."""
-    from nnforensics.io import load_model
+    from nnforensics.models import load_model
 
     tiny = load_model(tiny_model_file)
     good = save_key(tmp_path / "good.json", make_key(tiny, "conv2", 64, seed=0)[0])

@@ -9,7 +9,6 @@ import typer
 
 from ..io.modelfile import save_model
 from ..utils.atomic import atomic_write_text, check_not_input
-from ..utils.progress import info
 from . import app
 from .common import (
     ArchArgOpt,

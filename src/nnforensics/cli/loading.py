@@ -14,8 +14,8 @@ from ..data.registry import ArrayDataset
 from ..errors import ConfigError, ShapeMismatchError, UnknownNameError
 from ..io.limits import MAX_INPUT_DIMS, MAX_INPUT_VALUES, MAX_RECORDED_INPUT_VALUES
 from ..io.meta import ModelMeta
-from ..io.modelcheck import check_input_shape
-from ..io.modelfile import LoadedModel, load_model
+from ..models.loading import check_input_shape
+from ..models.loading import LoadedModel, load_model
 from ..models.registry import accepts_argument, is_user_arch, parse_arch_args
 
 if TYPE_CHECKING:

@@ -10,6 +10,7 @@ import typer
 
 from ..data.registry import list_datasets, load_dataset
 from ..io.modelfile import check_model_output, save_model
+from ..models import check_input_shape
 from ..models.factory import create_model
 from ..models.registry import is_user_arch, list_models
 from ..training import Recipe, check_batch_size, evaluate
@@ -71,6 +72,7 @@ def init_cmd(
     info = dataset_info(data) if data else None
     loaded = create_model(arch, arch_args_for(arch, arch_arg), seed=seed, data=info)
     if shape is not None:  # e.g. for your own architecture: later commands then need no --input-shape
+        check_input_shape(arch, loaded.meta.arch_args, shape)  # never a file that cannot load
         loaded.meta.input_shape = shape
     save_model(loaded.model, out, loaded.meta, inputs=_input_files(arch, data))
     n_params = sum(p.numel() for p in loaded.model.parameters())

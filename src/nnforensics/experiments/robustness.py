@@ -93,7 +93,7 @@ class _Context:
 @lru_cache(maxsize=2)
 def _context(config_json: str) -> _Context:
     from ..data.registry import load_dataset
-    from ..io.modelfile import load_model
+    from ..models.loading import load_model
     from ..models.layers import resolve_target
     from ..training import evaluate
     from ..utils.device import resolve_device

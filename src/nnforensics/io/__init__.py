@@ -1,9 +1,11 @@
-"""Safe model and checkpoint files: safetensors with metadata, weights-only torch files."""
+"""Safe model and checkpoint files: safetensors with metadata, weights-only torch files.
+
+Loading a file into its architecture (which needs the architecture) is
+:func:`nnforensics.models.load_model`.
+"""
 
 from .meta import ModelMeta
 from .modelfile import (
-    LoadedModel,
-    load_model,
     load_state_dict,
     save_model,
     read_meta,
@@ -12,8 +14,6 @@ from .checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = [
     "ModelMeta",
-    "LoadedModel",
-    "load_model",
     "load_state_dict",
     "save_model",
     "read_meta",

@@ -11,8 +11,13 @@ from .registry import (
     register_model,
 )
 from .wrappers import Normalized
+from .loaded import LoadedModel
+from .loading import check_input_shape, load_model
 
 __all__ = [
+    "LoadedModel",
+    "check_input_shape",
+    "load_model",
     "ModelSpec",
     "Normalized",
     "accepts_argument",

@@ -7,7 +7,8 @@ from typing import Any
 from ..data.registry import DatasetInfo
 from ..errors import ConfigError
 from ..io.meta import ModelMeta, normalization_problem
-from ..io.modelfile import LoadedModel
+from ..utils.seeding import seeded_init
+from .loaded import LoadedModel
 from .registry import accepts_argument, build_model, get_model_spec, is_user_arch
 from .sizes import image_hw, image_size_for
 
@@ -66,8 +67,6 @@ def create_model(
     data: DatasetInfo | None = None,
 ) -> LoadedModel:
     """A freshly initialised model (parameters drawn from ``seed``) with its metadata."""
-    from ..training import seeded_init
-
     _check_normalization(data)
     args = resolve_arch_args(arch, arch_args, data)
     model = seeded_init(lambda: build_model(arch, **args), seed).eval()

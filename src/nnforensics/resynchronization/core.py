@@ -128,7 +128,7 @@ def _apply(rest_tensors, tags: _Tags, group_set: GroupSet, group: PermutationGro
 
 def check_same_architecture(original: nn.Module, suspect: nn.Module) -> None:
     """Raise :class:`ShapeMismatchError` if the two models' tensors differ in names or shapes."""
-    from ..io.modelfile import describe_mismatch
+    from ..io.modelcheck import describe_mismatch
 
     a, b = original.state_dict(), suspect.state_dict()
     problem = describe_mismatch(a, b, type(original).__name__)

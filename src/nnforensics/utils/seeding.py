@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
+
+T = TypeVar("T")
 
 
 def derive_seed(*parts: object) -> int:
@@ -24,3 +28,10 @@ def torch_generator(*parts: object) -> torch.Generator:
 def numpy_rng(*parts: object) -> np.random.Generator:
     """A numpy ``Generator`` seeded from ``parts``."""
     return np.random.default_rng(derive_seed(*parts))
+
+
+def seeded_init(factory: Callable[[], T], seed: int) -> T:
+    """Build a model with parameters drawn from ``seed`` (the global RNG is left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed("init", seed))
+        return factory()
