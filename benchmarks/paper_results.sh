@@ -12,7 +12,7 @@ mkdir -p "$OUT"
 # 1. Models: VGG-16-bn and ResNet-18 (CIFAR stems) at width 1/4, 8 epochs of SGD on MNIST.
 for arch in vgg16_bn resnet18; do
   [ -f "$OUT/$arch-mnist.safetensors" ] || $NNF train --arch $arch --arch-arg width=0.25 --data mnist \
-    --optimizer sgd --lr 0.05 --momentum 0.9 --weight-decay 5e-4 --batch-size 128 --epochs 8 --schedule step \
+    --optimizer sgd --lr 0.05 --momentum 0.9 --nesterov --weight-decay 5e-4 --batch-size 128 --epochs 8 --schedule step \
     --no-augment --init-seed 0 --data-seed 0 -o "$OUT/$arch-mnist.safetensors" --json --quiet
 done
 
@@ -37,7 +37,7 @@ done
 sweep vgg16_bn finetune
 
 # 3. Fig. 7: a LeNet watermarked in fc1 (64 bits); every group permuted, then attacked.
-[ -f "$OUT/lenet-mnist.safetensors" ] || $NNF train --arch lenet --data mnist --optimizer sgd --lr 0.05 \
+[ -f "$OUT/lenet-mnist.safetensors" ] || $NNF train --arch lenet --data mnist --optimizer sgd --lr 0.05 --nesterov \
   --momentum 0.9 --weight-decay 5e-4 --batch-size 128 --epochs 8 --schedule cosine --no-augment \
   -o "$OUT/lenet-mnist.safetensors" --json --quiet
 [ -f "$OUT/lenet-marked.safetensors" ] || $NNF watermark embed "$OUT/lenet-mnist.safetensors" --data mnist \
