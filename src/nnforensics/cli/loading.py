@@ -14,8 +14,7 @@ from ..data.registry import ArrayDataset
 from ..errors import ConfigError, ShapeMismatchError, UnknownNameError
 from ..io.limits import MAX_INPUT_DIMS, MAX_INPUT_VALUES, MAX_RECORDED_INPUT_VALUES
 from ..io.meta import ModelMeta
-from ..models.loading import check_input_shape
-from ..models.loading import LoadedModel, load_model
+from ..models.loading import LoadedModel, check_input_shape, load_model
 from ..models.registry import accepts_argument, is_user_arch, parse_arch_args
 
 if TYPE_CHECKING:
@@ -64,9 +63,14 @@ def model_or_arch(model: Path | str | None, arch: str | None, arch_args: list[st
     from ..models.factory import create_model
 
     loaded = create_model(arch, arch_args_for(arch, arch_args))
-    shape = inputs.recorded_shape() if inputs is not None else None
+    return record_input_shape(loaded, inputs.recorded_shape() if inputs is not None else None)
+
+
+def record_input_shape(loaded: LoadedModel, shape: list[int] | None) -> LoadedModel:
+    """A fresh model's metadata with the given input shape (checked against its architecture,
+    so that no file written from it fails to load); ``loaded`` itself when ``shape`` is None."""
     if shape:
-        check_input_shape(arch, loaded.meta.arch_args, shape)
+        check_input_shape(loaded.meta.arch, loaded.meta.arch_args, shape)
         loaded.meta.input_shape = shape
     return loaded
 

@@ -10,7 +10,6 @@ import typer
 
 from ..data.registry import list_datasets, load_dataset
 from ..io.modelfile import check_model_output, save_model
-from ..models import check_input_shape
 from ..models.factory import create_model
 from ..models.registry import is_user_arch, list_models
 from ..training import Recipe, check_batch_size, evaluate
@@ -31,7 +30,7 @@ from .common import (
     print_json,
     table,
 )
-from .loading import arch_args_for, check_data_fits, model_or_arch, open_model, parse_input_shape
+from .loading import arch_args_for, check_data_fits, model_or_arch, open_model, parse_input_shape, record_input_shape
 
 ModelOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output model file (.safetensors, written atomically).")]
 #: How ``nnf train --help`` documents a recipe option left unset.
@@ -70,10 +69,8 @@ def init_cmd(
     check_model_output(out, _input_files(arch, data))
     shape = parse_input_shape(input_shape)
     info = dataset_info(data) if data else None
-    loaded = create_model(arch, arch_args_for(arch, arch_arg), seed=seed, data=info)
-    if shape is not None:  # e.g. for your own architecture: later commands then need no --input-shape
-        check_input_shape(arch, loaded.meta.arch_args, shape)  # never a file that cannot load
-        loaded.meta.input_shape = shape
+    # e.g. for your own architecture: later commands on the file then need no --input-shape
+    loaded = record_input_shape(create_model(arch, arch_args_for(arch, arch_arg), seed=seed, data=info), shape)
     save_model(loaded.model, out, loaded.meta, inputs=_input_files(arch, data))
     n_params = sum(p.numel() for p in loaded.model.parameters())
     payload = {"path": str(out), "arch": arch, "arch_args": loaded.meta.arch_args,

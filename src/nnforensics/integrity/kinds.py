@@ -30,7 +30,6 @@ Statistics of the change are taken over the re-identified neurons only (see
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
 
@@ -46,6 +45,23 @@ OMEGA_SPREAD = 1.5  # largest ratio between two tensors' relative change Ω that
 NOISE_STATS = ("kurtosis", "weight_corr", "spectral_ratio", "row_spread")
 #: Readings from statistics of the whole tensor, which the order of its neurons cannot change.
 WHOLE_TENSOR_READINGS = ("pruning", "quantization")
+
+
+#: Every reading in a sentence, for the pages and tables a user reads.
+READINGS = {
+    "noise": "the change looks like i.i.d. Gaussian noise (Gaussian, uncorrelated with the weights, no low-rank "
+             "structure, every neuron moved alike); no running statistic changed, and biases either did not "
+             "change or changed like noise too.",
+    "fine-tuning": "structured changes (low-rank, uneven across neurons) and, usually, biases and normalisation "
+                   "statistics changed too: the copy was trained further.",
+    "quantization": "every value lies on a uniform grid of B bits (per tensor or per output channel), or was "
+                    "rounded to a narrower float format (float16, bfloat16, float8).",
+    "pruning": "at least 5 points more exact zeros than the original.",
+    "scaling": "neurons multiplied by a factor; their cosine with the original stays 1, their L2 norm does not "
+               "(the integrity attack of Find the Lady, caught by its L2-norm check).",
+    "unmatched": "the tensor differs only at neurons that could not be re-identified (too heavily modified, or "
+                 "taken for their counterparts by mistake): it takes no part in the overall reading.",
+}
 
 
 def noise_like(row: dict[str, Any]) -> bool:
@@ -65,15 +81,16 @@ def _scaled_companion(row: dict[str, Any], rows_by_layer: dict[str, list[dict[st
     return False
 
 
-def read_tensor(row: dict[str, Any], trained: bool) -> str:
-    """The reading of one changed weight tensor (``row`` from :func:`~.comparison.tensor_row`)."""
+def read_tensor(row: dict[str, Any]) -> str:
+    """The reading of one changed weight tensor (``row`` from :func:`~.comparison.tensor_row`), before
+    the model-wide evidence of training (:func:`read_all`) turns ``noise`` into ``fine-tuning``."""
     if row["sparsity_suspect"] - row["sparsity_original"] >= PRUNING_ZEROS:
         return "pruning"
     if row.get("bits") is not None:
         return "quantization"
     if row.get("neuron_cosine_min", 0.0) > 1 - 1e-6 and row.get("n_scaled_neurons"):
         return "scaling"
-    if not trained and noise_like(row):
+    if noise_like(row):
         return "noise"
     return "fine-tuning"
 
@@ -102,10 +119,9 @@ def companions_look_like_noise(companions: list[dict[str, Any]], weights: list[d
     """
     if not pooled:
         return False
-    n = pooled["n"]
-    gaussian = abs(pooled["kurtosis"]) <= 0.5 + 5 * math.sqrt(24 / n)
-    uncorrelated = abs(pooled["weight_corr"]) <= 0.1 + 4 / math.sqrt(n)
-    return gaussian and uncorrelated and omega_consistent(companions + weights)
+    tol = noise_tolerances(pooled["n"], 1)
+    within = all(abs(pooled[key]) <= tol[key] for key in ("kurtosis", "weight_corr"))
+    return within and omega_consistent(companions + weights)
 
 
 def read_all(rows: list[dict[str, Any]], pooled: dict[str, float] | None = None) -> bool:
@@ -123,7 +139,7 @@ def read_all(rows: list[dict[str, Any]], pooled: dict[str, float] | None = None)
     weights = [r for r in rows if r["changed"] and r["is_weight"]]
     others = [r for r in rows if r["changed"] and not r["is_weight"]]
     for row in weights:  # scaling must be known before its biases are read
-        row["kind"] = read_tensor(row, trained=False)
+        row["kind"] = read_tensor(row)
         readable = (row.get("kept_values", 0) >= MIN_READABLE and row.get("changed_share", 0.0) > 0
                     and all(key in row for key in NOISE_STATS))  # at least two re-identified neurons
         if not readable and row["kind"] not in WHOLE_TENSOR_READINGS:

@@ -12,22 +12,11 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
+from ..integrity.kinds import READINGS  # noqa: E402
 from .html import Bullets, Image, KeyValues, Paragraph, Section, write_html  # noqa: E402
 from .plots import plain  # noqa: E402
 from .tables import Table, fmt_num  # noqa: E402
 
-READINGS = [
-    "noise: the change looks like i.i.d. Gaussian noise added to the weights (Gaussian, uncorrelated with the "
-    "weights, no low-rank structure, every neuron moved alike) and no bias or normalisation value changed.",
-    "fine-tuning: structured changes (low-rank, uneven across neurons) and, usually, biases and normalisation "
-    "statistics changed too: the copy was trained further.",
-    "quantization: every value lies on a uniform grid of B bits (per tensor or per output channel).",
-    "pruning: at least 5 points more exact zeros than the original.",
-    "scaling: neurons multiplied by a factor; their cosine with the original stays 1, their L2 norm does not "
-    "(the integrity attack of Find the Lady, caught by its L2-norm check).",
-    "unmatched: the tensor differs only at neurons that could not be re-identified (too heavily modified, "
-    "or taken for their counterparts by mistake): it takes no part in the overall reading.",
-]
 
 
 def _png(fig: Figure) -> bytes:
@@ -134,7 +123,7 @@ def write_compare_report(result: Any, path: str | os.PathLike, original: str, su
                                        "tensor, after re-synchronization."),
                                  _tensor_table(result)]),
         Section("Re-synchronization", [group_table]),
-        Section("How to read the readings", [Bullets(READINGS)]),
+        Section("How to read the readings", [Bullets([f"{kind}: {text}" for kind, text in READINGS.items()])]),
     ]
     return write_html(path, f"compare: {original} vs {suspect}", sections,
                       subtitle="nnforensics integrity comparison")
