@@ -42,8 +42,10 @@ def test_core_functions_and_their_modules_have_distinct_names():
 #: The layers, lowest first: a module may import its own layer and those below, never one above
 #: (imports inside functions included: they still make an import circle).
 LAYERS = ("errors", "utils", "io", "data", "models", "graph", "training", "recipes", "permutation",
-          "resynchronization", "perturbation", "integrity", "watermark", "experiments", "report", "demo", "cli",
-          "__main__", "__init__")
+          "resynchronization", "perturbation", "integrity", "attacks", "watermark", "fragility", "experiments", "report",
+          "demo", "cli", "__main__", "__init__")
+#: One subpackage per analysis, side by side above the shared layers: none imports another.
+ANALYSES = ("watermark", "fragility")
 
 
 def _imports(path: Path, module: str) -> list[tuple[int, str]]:
@@ -76,3 +78,17 @@ def test_no_module_imports_a_layer_above_its_own():
             if rank.get(other, -1) > rank[layer]:
                 upward.append(f"{module}:{line} imports {target}")
     assert not upward, upward
+
+
+def test_no_analysis_imports_another():
+    root = Path(nnforensics.__file__).parent
+    crossing = []
+    for analysis in ANALYSES:
+        for path in sorted((root / analysis).rglob("*.py")):
+            parts = path.relative_to(root.parent).with_suffix("").parts
+            module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            for line, target in _imports(path, module):
+                other = target.split(".")[1] if "." in target else ""
+                if other in ANALYSES and other != analysis:
+                    crossing.append(f"{module}:{line} imports {target}")
+    assert not crossing, crossing

@@ -25,6 +25,7 @@ from .data.loader import batches
 from .data.registry import ArrayDataset
 from .errors import ConfigError, CorruptFileError, DataError, ShapeMismatchError
 from .io.checkpoint import load_checkpoint, save_checkpoint
+from .io.snapshots import EpochHook, Snapshots
 from .models.loading import LoadedModel
 from .models.wrappers import Normalized
 from .utils.device import resolve_device
@@ -192,6 +193,7 @@ def train(
     quiet: bool = False,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
     description: str = "train",
+    on_epoch: EpochHook | None = None,
 ) -> TrainResult:
     """Train ``model`` in place.
 
@@ -208,6 +210,9 @@ def train(
         resume: continue from ``checkpoint_path`` if it exists; the result equals an
             uninterrupted run bit for bit on the same CPU.
         extra_loss: ``f(model) -> scalar`` added to the loss (e.g. a watermark regulariser).
+        on_epoch: ``f(epoch, step, record)`` called at every whole epoch (after its validation,
+            before its checkpoint) and, on a fresh start, with ``(0, 0, {})`` before the first
+            step; it must not touch the model or the RNG (e.g. :meth:`Snapshots.hook`).
 
     Returns:
         :class:`TrainResult` with per-epoch history.
@@ -241,6 +246,8 @@ def train(
                 info(f"starting afresh; the checkpoint {ckpt} will be overwritten (--resume continues it)", quiet)
         elif resume:
             info(f"no checkpoint at {ckpt}; starting afresh", quiet)
+        if on_epoch is not None and step == 0:  # a fresh start: the initialisation is epoch 0
+            on_epoch(0, 0, {})
 
         with progress(quiet=quiet) as bar:
             task = bar.add_task(description, total=total_steps, status="")
@@ -265,6 +272,8 @@ def train(
                     bar.update(task, status=f"epoch {epoch + 1}/{n_epochs} loss {record['loss']:.4f} "
                                             f"acc {record['train_accuracy']:.2f}% val acc {record['val_accuracy']:.2f}%")
                 history.append(record)
+                if on_epoch is not None and step == (epoch + 1) * per_epoch:  # whole epochs only
+                    on_epoch(epoch + 1, step, record)
                 done = epoch + 1 == n_epochs
                 if ckpt is not None and not done and recipe.checkpoint_every > 0 \
                         and (epoch + 1) % recipe.checkpoint_every == 0:
@@ -358,11 +367,13 @@ def fit(
     quiet: bool = False,
     limit: int | None = None,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+    snapshots: Snapshots | None = None,
 ) -> LoadedModel:
     """Build ``arch`` for dataset ``data``, train it with ``recipe`` and measure test accuracy.
 
     ``limit`` keeps the first ``limit`` training images; validation and test splits
-    stay whole so that the recorded accuracies are comparable.
+    stay whole so that the recorded accuracies are comparable. ``snapshots`` writes model
+    files at epoch 0 and every ``snapshots.every`` epochs (:mod:`nnforensics.io.snapshots`).
 
     Returns:
         :class:`~nnforensics.io.LoadedModel` (on CPU, eval mode) whose metadata holds the
@@ -380,9 +391,14 @@ def fit(
     info = train_data.info
     if recipe.augment and info.augment == "none":
         recipe = replace(recipe, augment=False)
+    on_epoch = None
+    if snapshots is not None:
+        base = replace(loaded.meta.copy(), dataset=data, recipe=recipe.to_dict(),
+                       metrics={"train_images": len(train_data)})
+        on_epoch = snapshots.hook(loaded.model, base)
     result = train(loaded.model, train_data, recipe, val_data=val_data, normalization=info.normalization,
                    device=device, checkpoint_path=checkpoint_path, resume=resume, quiet=quiet,
-                   extra_loss=extra_loss, description=f"train {arch}")
+                   extra_loss=extra_loss, description=f"train {arch}", on_epoch=on_epoch)
     test = evaluate(loaded.model, test_data, normalization=info.normalization, device=device)
     loaded.model.to("cpu")
     meta = loaded.meta

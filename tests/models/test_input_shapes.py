@@ -21,7 +21,7 @@ DATASET_SHAPES = {
     "npz (grayscale, non-square)": (1, 20, 24),
 }
 #: The only (architecture, shape) pairs allowed to refuse, and the smallest side they need.
-TOO_SMALL = {"lenet": 12,
+TOO_SMALL = {"lenet": 12, "squeezenet1_1": 8, "squeezenet1_1_imagenet": 17,
              **{s.name: 32 for s in list_models() if s.name.startswith("vgg") and s.name.endswith("_imagenet")}}
 
 

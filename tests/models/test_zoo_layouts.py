@@ -37,6 +37,9 @@ DOCUMENTED_PARAMS = {
     "vgg19_imagenet": 143_667_240,
     "vgg19_bn_imagenet": 143_678_248,
     "mobilenet_v2_imagenet": 3_504_872,
+    "squeezenet1_1_imagenet": 1_235_496,
+    "shufflenet_v2_x0_5_imagenet": 1_366_792,
+    "shufflenet_v2_x1_0_imagenet": 2_278_604,
     "vit_b_16": 86_567_656,
     "vit_b_32": 88_224_232,
 }
@@ -47,6 +50,10 @@ EQUIVALENTS = [
     ("mobilenet_v2", {"num_classes": 1000}, TORCHVISION["mobilenet_v2"]),  # CIFAR strides, same names and shapes
     ("mobilenet_v2_imagenet", {"width": 0.5, "num_classes": 10}, TORCHVISION["mobilenet_v2_w0.5_c10"]),
     ("vit_b_16", {"width": 0.125, "image_size": 32, "num_classes": 10}, TORCHVISION["vit_b_16_narrow"]),
+    # small-input stems, same names and shapes
+    ("squeezenet1_1", {"num_classes": 1000}, TORCHVISION["squeezenet1_1"]),
+    ("shufflenet_v2_x0_5", {"num_classes": 1000}, TORCHVISION["shufflenet_v2_x0_5"]),
+    ("shufflenet_v2_x1_0", {"num_classes": 1000}, TORCHVISION["shufflenet_v2_x1_0"]),
     ("wide_resnet_28_10", {}, ROBUSTBENCH["wrn_28_10"]),
     ("wide_resnet_34_10", {}, ROBUSTBENCH["wrn_34_10"]),
     ("wide_resnet_28_10", {"sub_block1": True}, ROBUSTBENCH["wrn_28_10_sub_block1"]),
@@ -106,6 +113,11 @@ STRICT_LOADS = [
     ("mobilenet_v2_imagenet", {}, TORCHVISION["mobilenet_v2"]),
     ("mobilenet_v2_imagenet", {"width": 0.5}, TORCHVISION["mobilenet_v2_w0.5_c10"]),
     ("vit_b_16", {"width": 0.125, "image_size": 32}, TORCHVISION["vit_b_16_narrow"]),
+    ("squeezenet1_1_imagenet", {}, TORCHVISION["squeezenet1_1"]),
+    ("squeezenet1_1", {}, TORCHVISION["squeezenet1_1"]),
+    ("shufflenet_v2_x0_5_imagenet", {}, TORCHVISION["shufflenet_v2_x0_5"]),
+    ("shufflenet_v2_x1_0_imagenet", {}, TORCHVISION["shufflenet_v2_x1_0"]),
+    ("shufflenet_v2_x1_0", {}, TORCHVISION["shufflenet_v2_x1_0"]),
     ("wide_resnet_28_10", {}, ROBUSTBENCH["wrn_28_10"]),
     ("wide_resnet_28_10", {"sub_block1": True}, ROBUSTBENCH["wrn_28_10_sub_block1"]),
     ("preact_resnet18", {"bn_before_fc": False}, ROBUSTBENCH["preact_resnet18"]),
@@ -131,6 +143,8 @@ TORCH_SAVE_ROUND_TRIPS = [
     ("vit_b_16", {"width": 0.125, "num_classes": 10, "image_size": 32}),
     ("vit_b_32", {"width": 0.125, "num_classes": 10, "image_size": 32}),
     ("mobilenet_v2", {"width": 0.125}),
+    ("squeezenet1_1", {"width": 0.125}),
+    ("shufflenet_v2_x0_5", {"width": 0.125}),
     ("wide_resnet_28_10", {"width": 0.125, "sub_block1": True}),
     ("preact_resnet18", {"width": 0.125, "bn_before_fc": False, "preact_shortcut": False}),
 ]

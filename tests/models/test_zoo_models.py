@@ -16,9 +16,10 @@ from nnforensics.models.registry import get_model_spec, list_models
 
 VGG = [f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")]
 RESNET = [f"resnet{d}" for d in (18, 34, 50, 101, 152)]
-CIFAR_ARCHS = VGG + RESNET + ["preact_resnet18", "wide_resnet_28_10", "wide_resnet_34_10", "mobilenet_v2", "vit_tiny"]
-IMAGENET_ARCHS = [f"{name}_imagenet" for name in VGG + RESNET + ["mobilenet_v2"]] + ["vit_b_16", "vit_b_32"]
-ZOO_FAMILIES = {"vgg", "resnet", "preact_resnet", "wide_resnet", "mobilenet", "vit"}
+SMALL_CNNS = ["mobilenet_v2", "squeezenet1_1", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0"]
+CIFAR_ARCHS = VGG + RESNET + ["preact_resnet18", "wide_resnet_28_10", "wide_resnet_34_10", *SMALL_CNNS, "vit_tiny"]
+IMAGENET_ARCHS = [f"{name}_imagenet" for name in VGG + RESNET + SMALL_CNNS] + ["vit_b_16", "vit_b_32"]
+ZOO_FAMILIES = {"vgg", "resnet", "preact_resnet", "wide_resnet", "mobilenet", "squeezenet", "shufflenet", "vit"}
 
 
 def narrow_args(arch: str) -> dict:
@@ -99,7 +100,7 @@ def test_no_inplace_activations(arch):
 
 
 @pytest.mark.parametrize("arch", ["vgg16", "vgg16_bn", "resnet18", "preact_resnet18", "wide_resnet_28_10",
-                                  "mobilenet_v2", "vit_tiny"])
+                                  "mobilenet_v2", "squeezenet1_1", "shufflenet_v2_x0_5", "vit_tiny"])
 def test_cifar_variants_take_mnist_sized_inputs(arch):
     """28x28 single-channel images (ceil-mode pools in VGG; image_size from the dataset for the ViT)."""
     mnist_like = DatasetInfo("mnist-like", 10, (1, 28, 28), None, None)
@@ -110,7 +111,8 @@ def test_cifar_variants_take_mnist_sized_inputs(arch):
     assert y.shape == (3, 10) and torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("arch", ["vgg16_bn", "resnet18", "wide_resnet_28_10", "mobilenet_v2", "vit_tiny"])
+@pytest.mark.parametrize("arch", ["vgg16_bn", "resnet18", "wide_resnet_28_10", "mobilenet_v2", "squeezenet1_1",
+                                  "shufflenet_v2_x0_5", "vit_tiny"])
 def test_trains_every_parameter(arch):
     """One backward pass in training mode reaches every parameter."""
     model = create_model(arch, {"width": 0.125}, seed=0).model.train()

@@ -65,6 +65,7 @@ from . import perturb_cmds  # noqa: E402,F401
 from . import robustness_cmds  # noqa: E402,F401
 from . import core_cmds  # noqa: E402,F401
 from . import watermark_cmds  # noqa: E402,F401
+from . import fragility_cmds  # noqa: E402,F401
 
 # typer >= 0.20 vendors click (typer._click); older versions raise click's own exceptions.
 _USAGE_ERRORS: tuple[type[Exception], ...] = (typer.TyperException,)

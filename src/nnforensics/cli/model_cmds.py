@@ -108,6 +108,9 @@ def train_cmd(
                                                     "dataset uses it" + FROM_RECIPE)] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(
         help="Write OUT.ckpt every N epochs, 0: never (default 1).")] = None,
+    save_every: Annotated[Optional[int], typer.Option(
+        help="Also keep complete model files of the initialisation and of every K-th whole epoch next to "
+             "OUT: m.epoch0.safetensors, m.epochK.safetensors, ... for -o m.safetensors.", metavar="K")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.ckpt; the result equals an "
                                          "uninterrupted run (bit for bit on CPU).")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N training images.")] = None,
@@ -129,6 +132,8 @@ def train_cmd(
 
     Checkpoints go to OUT.ckpt (removed when training ends); OUT itself is written
     once, atomically, so an interrupted run never leaves a half-written model.
+    --save-every K keeps model files of the run: m.epoch0.safetensors (the
+    initialisation), m.epochK.safetensors, ... next to m.safetensors.
 
     Recipe options left out come from a default recipe for the architecture and
     dataset: fast Adam for small networks and MNIST-like data, the Find the Lady
@@ -138,6 +143,7 @@ def train_cmd(
     Example: nnf train --arch lenet --data mnist --epochs 1 -o lenet.safetensors
     """
     from ..data.registry import dataset_info
+    from ..io.snapshots import Snapshots
     from ..recipes import resolve_recipe
     from ..training import fit
     from ..utils.progress import info
@@ -151,18 +157,24 @@ def train_cmd(
     resolve_device(device)
     inputs = _input_files(arch, data)
     check_model_output(out, inputs)  # before any (possibly long) training
+    snapshots = Snapshots(out, save_every, inputs, quiet=quiet or json_out) if save_every is not None else None
     resolved = resolve_recipe(arch, dataset_info(data), given, seed=seed)
+    if snapshots is not None:
+        snapshots.recipe_extra = resolved.provenance()
+        snapshots.check(resolved.recipe.epochs)
     ckpt = Path(str(out) + ".ckpt")
     key = training_key(arch, arch_args_for(arch, arch_arg), data, watermark_layer, watermark_bits,
                        watermark_strength, watermark_message, key_out, resume, [out, *inputs], quiet or json_out)
     info(resolved.describe(), quiet or json_out)  # last check passed: training starts now
     loaded = fit(arch, data, resolved.recipe, arch_args=arch_args_for(arch, arch_arg), device=device,
                  checkpoint_path=ckpt, resume=resume, quiet=quiet, limit=limit,
-                 extra_loss=watermark_loss(key) if key is not None else None)
+                 extra_loss=watermark_loss(key) if key is not None else None, snapshots=snapshots)
     loaded.meta.recipe = {**loaded.meta.recipe, **resolved.provenance()}
     save_model(loaded.model, out, loaded.meta, inputs=inputs)
     ckpt.unlink(missing_ok=True)
     payload = {"path": str(out), **loaded.meta.metrics}
+    if snapshots is not None:
+        payload["snapshots"] = [str(p) for p in snapshots.written]
     if key is not None:
         payload["watermark"] = training_report(loaded, key, key_out)
     if json_out:

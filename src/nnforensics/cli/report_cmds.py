@@ -7,8 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import ConfigError
 from . import app
 from .common import DebugOpt, JsonOpt, QuietOpt, print_json
+
+
+def _kind(results_dir: Path) -> str | None:
+    """The ``kind`` a results directory's config.json records (None if it has none)."""
+    from ..experiments.sweep import ResultsDir
+
+    if not (results_dir / "config.json").is_file():
+        return None
+    return (ResultsDir(results_dir).read_config() or {}).get("kind")
 
 
 @app.command("report")
@@ -29,6 +39,18 @@ def report_cmd(
 ) -> None:
     """Write table.md, summary.csv, figures and a self-contained report.html for sweep results."""
     from ..report import write_report
+
+    if len(results_dirs) == 1 and _kind(results_dirs[0]) == "fragility":
+        from ..report.fragility import write_fragility_report
+
+        if out is not None:
+            raise ConfigError("a fragility report is written into its results directory; drop --out")
+        page = write_fragility_report(results_dirs[0])
+        if json_out:
+            print_json({"report": page, "out_dir": page.parent})
+        elif not quiet:
+            typer.echo(f"wrote {page}")
+        return
 
     report = write_report(results_dirs, out_dir=out, quiet=quiet or json_out, svg=svg)
     if json_out:

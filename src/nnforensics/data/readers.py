@@ -10,6 +10,7 @@ name               PATH                                   splits (train / val / 
 ``cifar100``       ``cifar-100-python/`` or .tar.gz       45,000 / 5,000 / 10,000 (fine labels)
 ``svhn``           folder of ``*_32x32.mat``              68,257 / 5,000 / 26,032 (val = last 5k of train)
 ``svhn-extra``     same, with ``extra_32x32.mat``         599,388 / 5,000 / 26,032
+``tiny-imagenet``  ``tiny-imagenet-200/``                  90,000 / 10,000 / 10,000 (val = seeded 10 % per class; test = official val)
 ``imagefolder``    class-per-folder tree                  as stored, or seeded 70/10/20 per class
 ``h5``             CSAW .h5 file or folder                as stored, or seeded 70/10/20 per label
 ``npz``            .npz file                              as stored, or seeded 70/10/20 per label
@@ -136,7 +137,7 @@ register_dataset(DatasetEntry(
     _mnist_source))
 
 # Readers in their own modules register themselves on import.
-from . import cifar, hdf5, idx, imagefolder, npz, svhn  # noqa: F401
+from . import cifar, hdf5, idx, imagefolder, npz, svhn, tiny_imagenet  # noqa: F401
 
 register_dataset(DatasetEntry(
     "fashion-mnist", idx.read_fashion_mnist,

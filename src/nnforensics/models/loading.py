@@ -121,7 +121,9 @@ def _infer_args(arch: str, tensors: dict[str, torch.Tensor], given: dict[str, An
     if not floats:
         return args
     if "num_classes" not in args and accepts_argument(arch, "num_classes"):
-        last = [v for k, v in floats if v.dim() == 2]
+        # The last Linear; else the last 1x1 convolution (SqueezeNet's classifier is one).
+        last = [v for _, v in floats if v.dim() == 2] or \
+            [v for _, v in floats if v.dim() == 4 and tuple(v.shape[2:]) == (1, 1)]
         if last:
             args["num_classes"] = int(last[-1].shape[0])
     if "in_channels" not in args and accepts_argument(arch, "in_channels"):

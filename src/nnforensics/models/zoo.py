@@ -5,6 +5,8 @@ from . import lenet  # noqa: F401
 from . import mobilenet  # noqa: F401
 from . import preact_resnet  # noqa: F401
 from . import resnet  # noqa: F401
+from . import shufflenet  # noqa: F401
+from . import squeezenet  # noqa: F401
 from . import vgg  # noqa: F401
 from . import vit  # noqa: F401
 from . import wide_resnet  # noqa: F401
