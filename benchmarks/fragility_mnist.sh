@@ -53,3 +53,6 @@ $NNF fragility "$OUT/models/resnet18_imagenet-s0.epoch3.safetensors" --data mnis
   --limit-eval 1000 --attack fgsm --eps 0.1 -o "$OUT/speed-resnet18" --quiet
 end=$(date +%s.%N)
 python3 -c "print(f'speed: local analysis of the narrow ResNet-18 (21 layers x 3 filters x 25 thresholds, 1,000 images + FGSM): {$end - $start:.0f} s')" | tee "$OUT/speed.txt"
+
+# 4. The measured part of docs/fragility.md (tables, figures, timings) from these results.
+$(dirname "$NNF")/python benchmarks/fragility_page.py "$OUT" docs/fragility.md

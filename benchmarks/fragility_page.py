@@ -1,7 +1,8 @@
 """Write the measured part of docs/fragility.md from the sweeps of benchmarks/fragility_mnist.sh.
 
-Usage: python benchmarks/fragility_page.py [RESULTS=results/fragility] [OUT=docs/fragility_results.md]
-Every number on the page is computed here from the saved rows; figures are copied to docs/fragility/.
+Usage: python benchmarks/fragility_page.py [RESULTS=results/fragility] [PAGE=docs/fragility.md]
+Replaces what lies between the page's ``<!-- measured -->`` and ``<!-- /measured -->`` markers;
+every number there is computed here from the saved rows; figures are copied to docs/fragility/.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 from nnforensics.experiments.fragility import write_scores
 from nnforensics.report.fragility import write_fragility_report
 
+START, END = "<!-- measured -->", "<!-- /measured -->"
 ARCHS = ("resnet18_imagenet", "squeezenet1_1_imagenet", "shufflenet_v2_x0_5_imagenet")
 
 
@@ -126,10 +128,15 @@ def main(results: Path, out: Path) -> None:
     speed = results / "speed.txt"
     if speed.exists():
         lines.append(f"- {speed.read_text().strip()}")
-    out.write_text("\n".join(lines) + "\n")
+    page = out.read_text() if out.exists() else f"{START}\n{END}\n"
+    if START not in page or END not in page:
+        raise SystemExit(f"{out} has no {START} ... {END} markers")
+    head, rest = page.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    out.write_text(head + START + "\n" + "\n".join(lines) + "\n" + END + tail)
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
     main(Path(sys.argv[1] if len(sys.argv) > 1 else "results/fragility"),
-         Path(sys.argv[2] if len(sys.argv) > 2 else "docs/fragility_results.md"))
+         Path(sys.argv[2] if len(sys.argv) > 2 else "docs/fragility.md"))

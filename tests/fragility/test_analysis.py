@@ -88,20 +88,34 @@ def test_a_layer_whose_removal_helps_is_antifragile():
     assert harm["gain_clean"] > 0.1
 
 
+def _curve(clean, adv, base_adv=40.0):
+    return pd.DataFrame({"model": "m", "scope": "local", "filter": "high-pass", "layer": "a",
+                         "t": [0.0, 0.5, 1.0], "kept_fraction": [1.0, 0.5, 0.0], "clean_accuracy": clean,
+                         "adv_accuracy": adv, "base_clean": 80.0, "base_adv": base_adv, "n": 1000,
+                         "clean_flips": [0, 40, 720], "adv_flips": [0, 100, 380]})
+
+
 def test_scores_follow_their_definition():
-    curves = pd.DataFrame({"model": "m", "scope": "local", "filter": "high-pass", "layer": "a",
-                           "t": [0.0, 0.5, 1.0], "kept_fraction": [1.0, 0.5, 0.0],
-                           "clean_accuracy": [80.0, 40.0, 8.0], "adv_accuracy": [40.0, 50.0, 4.0],
-                           "base_clean": 80.0, "base_adv": 40.0, "n": 1000})
-    row = score_table(curves).iloc[0]
-    # A_clean = 1, .5, .1 ; A - rho = 0, 0, .1 -> trapezoid over [0, 1] = (0 + 0)/2*.5 + (0 + .1)/2*.5 = .025
-    assert row["score_clean"] == pytest.approx(0.025)
+    row = score_table(_curve([80.0, 76.0, 8.0], [40.0, 50.0, 4.0])).iloc[0]
+    # A_clean = 1, .95, .1 ; A - rho = 0, .45, .1 -> trapezoid over [0, 1] = .1125 + .1375 = .25
+    assert row["score_clean"] == pytest.approx(0.25)
     # A_adv = 1, 1.25, .1 ; A - rho = 0, .75, .1 -> .1875 + .2125 = .4
     assert row["score_adv"] == pytest.approx(0.4)
-    assert row["score_diff"] == pytest.approx(0.375)
-    # gain_adv: max(A - 1, 0) = 0, .25, 0 -> .0625 + .0625 = .125
-    assert row["gain_adv"] == pytest.approx(0.125)
-    assert row["verdict"] == "antifragile"
+    assert row["score_diff"] == pytest.approx(0.15)
+    # gain_adv: max(A - 1, 0) = 0, .25, 0 (clean holds 95 % at t = .5) -> .0625 + .0625 = .125
+    assert row["gain_adv"] == pytest.approx(0.125) and row["gain_clean"] == 0
+    assert row["verdict"] == "antifragile" and row["decided_by"] == "adv"
+    # the noise is the adversarial one: sqrt(flips) / n / intact accuracy, averaged over t
+    expected = (0 + 100 ** 0.5 + 380 ** 0.5) / 3 / 1000 / 0.4
+    assert row["noise"] == pytest.approx(expected)
+
+
+def test_an_adversarial_gain_needs_clean_accuracy_and_a_real_baseline():
+    collapsed = score_table(_curve([80.0, 8.0, 8.0], [40.0, 60.0, 4.0])).iloc[0]
+    assert collapsed["gain_adv"] == 0 and collapsed["verdict"] == "fragile"
+    unreliable = score_table(_curve([80.0, 76.0, 8.0], [2.0, 9.0, 4.0], base_adv=2.0)).iloc[0]
+    assert unreliable["gain_adv"] > 0.05 and not unreliable["adv_reliable"]
+    assert unreliable["verdict"] == "robust"  # the clean data alone decides
 
 
 def _bn_resnet() -> nn.Module:

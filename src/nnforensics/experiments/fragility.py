@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..errors import ConfigError, UnknownNameError
+from ..errors import ConfigError, ShapeMismatchError, UnknownNameError
 from ..fragility import (
     ADVERSARIAL_MODES,
     DEFAULT_THRESHOLDS,
@@ -244,7 +244,11 @@ def fragility_cells(config: dict[str, Any]) -> list[dict[str, Any]]:
         loaded = load_model(entry["_path"])
         local = [t.name for t in filter_targets(loaded.model, "local", config["layers"])]
         if "_init_path" in entry:
-            init = load_model(entry["_init_path"]).model.state_dict()
+            initial = load_model(entry["_init_path"])
+            if initial.meta.arch != loaded.meta.arch:
+                raise ShapeMismatchError(f"the initial model is a {initial.meta.arch!r}, {entry['name']!r} a "
+                                         f"{loaded.meta.arch!r}: not the same architecture")
+            init = initial.model.state_dict()
             check_init_state(loaded.model, init, filter_targets(loaded.model, "global", config["layers"]))
         for scope in config["scopes"]:
             for kind in config["filters"]:

@@ -103,8 +103,8 @@ class FilterRun:
     """Evaluates one model under the filters; see :func:`run_filter`.
 
     Args:
-        model: the bare model (its Conv/Linear layers are the ones the targets name),
-            evaluated in eval mode.
+        model: the bare model (its Conv/Linear layers are the ones the targets name);
+            it is put in eval mode and left there.
         x, y: evaluation inputs (N, ...) in ``[0, 1]`` and labels (N,), on the model's device.
         normalization: ``{"mean", "std"}`` applied inside the classifier (attacks work in [0, 1]).
         craft: makes adversarial inputs against the normalised classifier, or ``None`` for
@@ -150,9 +150,9 @@ class FilterRun:
         self._suffix = None
         if target is None or self.traced is None:
             return
-        names = [name for name, _ in target.layers]
+        tensors = [t for _, m in target.layers for t in (m.weight, m.bias) if t is not None]
         sets = [self.inputs["clean"]] + ([self.inputs["adv"]] if self.adversarial == "fixed" and "adv" in self.inputs else [])
-        suffix = SuffixForward(self.traced, names, [b for batches in sets for b in batches])
+        suffix = SuffixForward(self.traced, tensors, [b for batches in sets for b in batches])
         self._suffix = suffix if suffix.usable else None
 
     @torch.no_grad()
@@ -160,11 +160,20 @@ class FilterRun:
         offset = 0 if name == "clean" else len(self.inputs["clean"])
         hits, start = [], 0
         for i, batch in enumerate(batches):
-            logits = self._suffix.forward(offset + i) if self._suffix is not None else self.model(batch)
+            logits = self._forward(offset + i, batch)
             hits.append(logits.argmax(1) == self.y[start:start + len(batch)])
             start += len(batch)
         self._last[name] = torch.cat(hits)
         return 100.0 * int(self._last[name].sum()) / len(self.y)
+
+    def _forward(self, index: int, batch: torch.Tensor) -> torch.Tensor:
+        """Logits of batch ``index``: from the cached prefix when possible, else a full forward pass."""
+        if self._suffix is not None:
+            try:
+                return self._suffix.forward(index)
+            except Exception:  # anything the partial pass cannot run: the full pass always can
+                self._suffix = None
+        return self.model(batch)
 
     def flips(self) -> tuple[int, int]:
         """Images whose correctness differs from the intact model's at the last evaluation (clean, adversarial).
@@ -215,8 +224,9 @@ def run_filter(run: FilterRun, target: Target, kind: str, n_thresholds: int, *,
 
     Row keys: ``layer``, ``filter``, ``threshold_index``, ``alpha``, ``t`` (normalised
     threshold), ``n_weights``, ``removed`` (weights zeroed; for ``reset``, weights whose
-    value differs from the initial one), ``removed_fraction``, ``kept_fraction``
-    (``1 - removed_fraction``; ``1 - t`` for ``reset``), ``clean_accuracy``,
+    value differs from the initial one), ``removed_fraction`` (for ``reset``: ``t``, the
+    share of the way back to initialisation), ``kept_fraction`` (``1 - removed_fraction``),
+    ``clean_accuracy``,
     ``adv_accuracy`` (%, NaN without an attack), ``clean_flips`` / ``adv_flips`` (images
     whose correctness differs from the intact model's), ``low``/``high`` (pulse window).
     """
@@ -241,8 +251,9 @@ def run_filter(run: FilterRun, target: Target, kind: str, n_thresholds: int, *,
                     clean, adv = run.evaluate()
                     clean_flips, adv_flips = run.flips()
                 previous = (changed, (clean, adv, clean_flips, adv_flips))
-                removed_fraction = changed / target.n_weights
-                kept = 1.0 - step.t if kind == "reset" else 1.0 - removed_fraction
+                # reset changes every weight at once; its share is how far back towards initialisation
+                removed_fraction = step.t if kind == "reset" else changed / target.n_weights
+                kept = 1.0 - removed_fraction
                 rows.append({"layer": target.name, "filter": kind, "threshold_index": step.index,
                              "alpha": step.alpha, "t": step.t, "low": step.low, "high": step.high,
                              "n_weights": target.n_weights, "removed": changed,

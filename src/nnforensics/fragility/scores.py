@@ -10,7 +10,10 @@ and ``rho(t)`` the fraction of the filtered weights that is kept:
   above the density curve; computed on clean data (``score_clean``), adversarial data
   (``score_adv``), and their difference ``score_diff = score_adv - score_clean``;
 * the **gain** is the mean over ``t`` of ``max(A(t) - 1, 0)``: how much removing the
-  weights *improves* on the intact model (``gain_clean``, ``gain_adv``).
+  weights *improves* on the intact model (``gain_clean``, ``gain_adv``; the adversarial
+  gain counts only at thresholds where the clean accuracy keeps :data:`CLEAN_HOLDS` of
+  the intact one, and only when the intact adversarial accuracy is at least
+  :data:`MIN_ADV_BASELINE` %).
 
 The verdict (:data:`RULE`, with tolerance ``tau``, default :data:`DEFAULT_TOLERANCE`):
 
@@ -43,10 +46,13 @@ DEFAULT_TOLERANCE = 0.05
 VERDICTS = ("fragile", "robust", "antifragile")
 #: Below this intact adversarial accuracy (%), adversarial curves are normalised by almost nothing.
 MIN_ADV_BASELINE = 5.0
+#: An adversarial gain counts only at thresholds where the clean accuracy keeps this share of the intact one.
+CLEAN_HOLDS = 0.9
 
 RULE = ("fragile: clean filtering score < -tau (accuracy falls faster than weights are removed); "
         "else antifragile: mean gain over the intact model > tau on clean or adversarial data "
-        "(removing the weights improves the model); else robust. A layer is fragile if any magnitude "
+        "(removing the weights improves the model; the adversarial gain counts only where clean accuracy "
+        "keeps 90 % of the intact one, and only if the intact adversarial accuracy is at least 5 %); else robust. A layer is fragile if any magnitude "
         "filter finds it fragile, else antifragile if any finds it antifragile, else robust.")
 
 #: Columns that identify one curve (one filter swept over one set of layers of one model).
@@ -92,34 +98,41 @@ def curve_scores(curve: pd.DataFrame) -> dict[str, float]:
         "score_adv": score_adv,
         "score_diff": score_adv - score_clean,
         "gain_clean": _mean_over_t(t, np.clip(clean - 1, 0, None)),
-        "gain_adv": _mean_over_t(t, np.clip(adv - 1, 0, None)),
+        # under attack, only where the clean accuracy holds: a model at chance level is not "more robust"
+        "gain_adv": _mean_over_t(t, np.where(clean >= CLEAN_HOLDS, np.clip(adv - 1, 0, None), 0.0)),
         "min_clean_norm": float(np.nanmin(clean)),
         "final_clean_norm": float(clean[-1]),  # for reset: the fully reset layer
     }
 
 
-def verdict(scores: dict[str, float], tau: float = DEFAULT_TOLERANCE) -> tuple[str, float]:
-    """``(verdict, margin)`` of one curve's scores by :data:`RULE` (margin >= 0: distance from the boundary)."""
+def verdict(scores: dict[str, float], tau: float = DEFAULT_TOLERANCE,
+            adv_reliable: bool = True) -> tuple[str, float, str]:
+    """``(verdict, margin, deciding data)`` of one curve's scores by :data:`RULE`.
+
+    ``margin`` >= 0 is the distance of the deciding number from its boundary; the deciding
+    data (``clean`` or ``adv``) is the one whose measurement noise the margin is held against.
+    Without a reliable adversarial baseline (:data:`MIN_ADV_BASELINE`) only clean data decides.
+    """
     if scores["score_clean"] < -tau:
-        return "fragile", -tau - scores["score_clean"]
-    gains = [g for g in (scores["gain_clean"], scores["gain_adv"]) if math.isfinite(g)]
-    best_gain = max(gains) if gains else 0.0
+        return "fragile", -tau - scores["score_clean"], "clean"
+    gain_adv = scores["gain_adv"] if adv_reliable and math.isfinite(scores["gain_adv"]) else 0.0
+    data, best_gain = ("adv", gain_adv) if gain_adv > scores["gain_clean"] else ("clean", scores["gain_clean"])
     if best_gain > tau:
-        return "antifragile", best_gain - tau
-    return "robust", min(scores["score_clean"] + tau, tau - best_gain)
+        return "antifragile", best_gain - tau, data
+    return "robust", min(scores["score_clean"] + tau, tau - best_gain), data
 
 
-def measurement_noise(curve: pd.DataFrame) -> float:
-    """Standard error of the curve's normalised clean accuracy against the intact model's, averaged over ``t``.
+def measurement_noise(curve: pd.DataFrame, data: str = "clean") -> float:
+    """Standard error of the curve's normalised accuracy against the intact model's, averaged over ``t``.
 
     Both are measured on the same images, so the error of their difference comes from the
     images whose correctness changed (paired, McNemar-style): ``sqrt(flips) / n`` per
     threshold, divided by the intact accuracy. A layer that changes no prediction has none.
     """
-    n, base = float(curve["n"].iloc[0]), float(curve["base_clean"].iloc[0]) / 100.0
-    if "clean_flips" not in curve.columns or base <= 0:
+    n, base = float(curve["n"].iloc[0]), float(curve[f"base_{data}"].iloc[0]) / 100.0
+    if f"{data}_flips" not in curve.columns or not base > 0:
         return math.nan
-    return float((np.sqrt(curve["clean_flips"].to_numpy(float)) / n).mean() / base)
+    return float((np.sqrt(curve[f"{data}_flips"].to_numpy(float)) / n).mean() / base)
 
 
 def score_table(curves: pd.DataFrame, tau: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
@@ -136,15 +149,15 @@ def score_table(curves: pd.DataFrame, tau: float = DEFAULT_TOLERANCE) -> pd.Data
     rows = []
     for key, curve in data.groupby(list(CURVE_KEYS), sort=False, dropna=False):
         scores = curve_scores(curve)
-        label, margin = verdict(scores, tau)
         first = curve.iloc[0]
-        noise = measurement_noise(curve)
+        reliable = bool(math.isfinite(first["base_adv"]) and first["base_adv"] >= MIN_ADV_BASELINE)
+        label, margin, deciding = verdict(scores, tau, reliable)
+        noise = measurement_noise(curve, deciding)
         rows.append({**dict(zip(CURVE_KEYS, key)), **{c: first[c] for c in extra}, **scores,
                      "base_clean": float(first["base_clean"]), "base_adv": float(first["base_adv"]),
                      "verdict": label, "margin": margin, "noise": noise,
                      "confidence": "high" if margin > 3 * noise else "low",  # NaN noise: low
-                     "adv_reliable": bool(first["base_adv"] >= MIN_ADV_BASELINE)
-                     if math.isfinite(first["base_adv"]) else False})
+                     "decided_by": deciding, "adv_reliable": reliable})
     return pd.DataFrame(rows)
 
 

@@ -161,7 +161,8 @@ def write_fragility_report(results_dir: str | os.PathLike) -> Path:
             parts.append(_png(by_epoch, out / f"scores-by-epoch-{scope}.png"))
         for rank, model in enumerate(_drawn_models(verdicts[verdicts["scope"] == scope])):
             model_scores = scores[(scores["model"] == model) & (scores["scope"] == scope)]
-            sub: list = [_png(plot_score_heatmap(model_scores, f"{model}, {scope} analysis"),
+            magnitude = model_scores[model_scores["filter"] != "reset"]  # reset reads ambient / critical
+            sub: list = [_png(plot_score_heatmap(magnitude, f"{model}, {scope} analysis"),
                               out / f"scores-{_slug(model)}-{scope}.png")]
             if rank == 0:  # curves of the representative model only: a figure per filter is many panels
                 sub += _curve_figures(curves[(curves["model"] == model) & (curves["scope"] == scope)], model, scope,
